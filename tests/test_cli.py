@@ -1,7 +1,6 @@
 """The command line: bad input → one line on stderr, exit code 2, no output file written."""
 import json
 import math
-import os
 import subprocess
 import sys
 

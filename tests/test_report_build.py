@@ -166,7 +166,7 @@ def test_different_settings_never_share_a_line(tmp_path):
 def test_user_strings_are_escaped(tmp_path):
     configs = grid(seeds=(0, 1), method="ff", attack="upa", rate=0.1) + grid(seeds=(0, 1), method="ff", attack="upa", rate=0.2)
     db = make_db(tmp_path / "r.sqlite", configs, sweep_name=f"sweep {EVIL}",
-                 spec_text=f"name: x\n# </pre><script>alert('spec')</script>\n")
+                 spec_text="name: x\n# </pre><script>alert('spec')</script>\n")
     with ResultStore(db) as store:
         bad = dict(configs[0].to_dict(), task=EVIL)
         store.record(sweep_id=None, kind="train", run_key="evil" * 6, config=bad,

@@ -30,7 +30,6 @@ from ttrlab.io import write_text_atomic
 from ttrlab.report.aggregate import LORA_KEYS, fmt
 from ttrlab.theory.figures import (
     MATCH_KEYS,
-    correlation_text,
     draw_points,
     fig3_grid_from_results,
     match_key,

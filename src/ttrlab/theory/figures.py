@@ -308,18 +308,6 @@ def spearman(points: Sequence[dict]) -> dict[str, Any]:
     if n <= EXACT_PERMUTATION_MAX_N:
         out["p_exact"] = exact_spearman_p(x, y)
     return out
-    x = np.array([p["computed"] for p in points])
-    y = np.array([p["measured"] for p in points])
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return out
-    rho, p = spearmanr(x, y)
-    out["rho"], out["p_value"] = float(rho), float(p)
-    if n <= EXACT_PERMUTATION_MAX_N:
-        # permute x alone against the fixed y (a tuple of two samples would permute both: n!²)
-        test = permutation_test((x,), lambda a: spearmanr(a, y)[0], permutation_type="pairings",
-                                n_resamples=math.factorial(n), alternative="two-sided")
-        out["p_exact"] = float(test.pvalue)
-    return out
 
 
 def exact_spearman_p(x: np.ndarray, y: np.ndarray) -> float:
