@@ -54,7 +54,7 @@ def assert_same(a, b):
 def test_ff_matches_brute_force_with_chunks_and_sparse_embeddings():
     model = tiny_bert()
     x = batch()
-    fast = empirical_ntk(model, x, max_jacobian_bytes=40 * 1024)  # forces many chunks
+    fast = empirical_ntk(model, x, engine="jacobian", max_jacobian_bytes=40 * 1024)  # forces many chunks
     assert fast.chunks > 3
     assert fast.details["sparse_embedding_rows"]["bert.embeddings.word_embeddings.weight"] < 50
     slow = naive_ntk(model, x)
@@ -63,23 +63,25 @@ def test_ff_matches_brute_force_with_chunks_and_sparse_embeddings():
     assert sum(fast.parameters.values()) == sum(p.numel() for p in model.parameters())
 
 
-def test_lora_matches_brute_force_with_head_and_adapters_groups():
+@pytest.mark.parametrize("engine", ["layerwise", "jacobian"])
+def test_lora_matches_brute_force_with_head_and_adapters_groups(engine):
     model = lora(tiny_bert())
     x = batch()
-    fast = empirical_ntk(model, x)
+    fast = empirical_ntk(model, x, engine=engine)
     slow = naive_ntk(model, x)
     assert set(fast.groups) == {"adapters", "head"}
     assert_same(fast, slow)
-    adapters_only = empirical_ntk(model, x, trainable_names(model, groups=("adapters",)))
+    adapters_only = empirical_ntk(model, x, trainable_names(model, groups=("adapters",)), engine=engine)
     assert torch.allclose(adapters_only.kernel, fast.groups["adapters"], rtol=1e-6, atol=1e-9)
 
 
-def test_kernel_is_symmetric_psd_and_dropout_is_off():
+@pytest.mark.parametrize("engine", ["layerwise", "jacobian"])
+def test_kernel_is_symmetric_psd_and_dropout_is_off(engine):
     model = tiny_bert()
     model.train()  # the NTK must still be computed without dropout
     x = batch()
-    k1 = empirical_ntk(model, x).matrix()
-    k2 = empirical_ntk(model, x).matrix()
+    k1 = empirical_ntk(model, x, engine=engine).matrix()
+    k2 = empirical_ntk(model, x, engine=engine).matrix()
     assert torch.equal(k1, k2)
     assert torch.allclose(k1, k1.T, atol=1e-9 * k1.abs().max())
     assert torch.linalg.eigvalsh(k1).min() >= -1e-6 * k1.abs().max()
@@ -95,6 +97,47 @@ def test_padded_vmapped_logits_equal_the_model():
         n = int(x["attention_mask"][i].sum())
         alone = model(input_ids=x["input_ids"][i:i + 1, :n], token_type_ids=x["token_type_ids"][i:i + 1, :n]).logits[0]
         assert torch.allclose(mine[i], alone, atol=1e-5)
+
+
+def test_layerwise_engine_matches_brute_force_in_small_ghost_blocks_and_wide_batches(monkeypatch):
+    """Every parameter through the layer-wise engine (BERT's position embeddings arrive
+    batch-broadcast as [1, L] and must still come out per sample); tiny ghost blocks and a
+    one-byte budget force many blocks, explicit vs ghost choices and one pass per layer."""
+    from ttrlab.theory import layerwise_ntk
+
+    model = tiny_bert()
+    x = batch(n=9, length=8)
+    slow = naive_ntk(model, x)
+    whole = empirical_ntk(model, x, engine="layerwise")
+    assert whole.details["engine"] == {"layerwise": len(trainable_names(model)), "jacobian": 0}
+    assert whole.chunks == 0
+    assert_same(whole, slow)
+    monkeypatch.setattr(layerwise_ntk, "GHOST_BLOCK_ROWS", 6)
+    blocked = empirical_ntk(model, x, engine="layerwise", max_jacobian_bytes=1, bucket_size=2)
+    assert_same(blocked, slow)
+    assert torch.allclose(blocked.logits, slow.logits, atol=1e-5)
+
+
+def test_auto_sends_unsupported_parameters_to_the_jacobian_engine():
+    """A parameter outside Linear/LayerNorm/Embedding (here a bare scale on the classifier's input)
+    goes to the Jacobian engine; the sum still matches the brute force."""
+    model = tiny_bert()
+    model.register_parameter("input_scale", torch.nn.Parameter(torch.tensor(1.3)))
+    model.classifier.register_forward_pre_hook(lambda mod, args: (args[0] * model.input_scale,))
+    x = batch()
+    fast = empirical_ntk(model, x)
+    assert fast.details["engine"]["jacobian"] == 1
+    assert_same(fast, naive_ntk(model, x))
+
+
+def test_layerwise_engine_refuses_what_it_cannot_do():
+    from ttrlab.errors import UserError
+
+    model = tiny_bert()
+    with pytest.raises(UserError, match="engine 'turbo' is not one of"):
+        empirical_ntk(model, batch(), engine="turbo")
+    with pytest.raises(UserError, match="sample_function needs engine 'jacobian'"):
+        empirical_ntk(model, batch(), engine="layerwise", sample_function=sequence_classifier_function(model))
 
 
 def _max_scaled_ata(model, s):

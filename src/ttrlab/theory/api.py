@@ -48,7 +48,7 @@ class TheoryConfig:
     run: RunConfig = field(default_factory=RunConfig)
     quantity: str = "all"  # all | ntk | fisher (need the model) | spectrum (Thm 3.4 / Eq. 18 only)
     n: int = 64  # samples
-    max_jacobian_mb: int = 1024  # memory budget of one Jacobian chunk
+    max_jacobian_mb: int = 1024  # memory budget of one Jacobian chunk or one layer-wise pass
     relative_eps: float = DEFAULT_RELATIVE_EPS  # eigenvalues <= eps·λ_max count as zero
     keep_kernels: bool = False  # put the full N·O × N·O kernel into the result
     fan_in: int | None = None  # spectrum: n of A ∈ R^{r×n}; None = the model's hidden size

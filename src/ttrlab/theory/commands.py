@@ -26,7 +26,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser)
     parser.add_argument("--n", type=int, default=None, help="number of samples (default 64)")
-    parser.add_argument("--max-jacobian-mb", type=int, default=None, help="memory budget of one Jacobian chunk (default 1024)")
+    parser.add_argument("--max-jacobian-mb", type=int, default=None, help="memory budget of one Jacobian chunk or one layer-wise pass (default 1024)")
     parser.add_argument("--relative-eps", type=float, default=None,
                         help="eigenvalues <= eps * lambda_max count as zero (default 1e-6)")
     parser.add_argument("--keep-kernels", action="store_true", help="write the full N*O x N*O kernel into the JSON")

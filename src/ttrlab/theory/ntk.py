@@ -7,7 +7,16 @@ for a batch of N inputs this is an (N·O) × (N·O) matrix, returned as a tensor
 the classification head for LoRA (the head is a separate *group*, so "adapters only" and "with
 head" both come out of one computation: the kernel is a sum over parameter groups).
 
-How it is computed (the choice neural-tangents calls "jacobian contraction"):
+Two engines compute it (`empirical_ntk(engine=...)`; the default 'auto' uses the first for every
+parameter it supports and the second for the rest):
+
+* 'layerwise' (`ttrlab.theory.layerwise_ntk`): each Linear/LayerNorm/Embedding's share from its
+  inputs and output gradients, recorded by one batched forward and backward; no per-sample
+  Jacobian at all. See that module.
+* 'jacobian' (below; "jacobian contraction" in neural-tangents' terms), for any parameter and
+  any per-sample function.
+
+How the Jacobian engine works:
 
 * Per-sample Jacobians come from `torch.func`: `vmap` over the samples of `jacrev` of one
   sample's logits, with `functional_call` so only the chosen parameters are differentiated
@@ -22,7 +31,7 @@ How it is computed (the choice neural-tangents calls "jacobian contraction"):
   batch uses are differentiated (exact, and 30k → a few hundred rows for a word embedding).
 * HF attention masks contain data-dependent branches that `vmap` rejects; the sequence
   classifier adapter passes a prepared 4-D additive mask and eager attention instead, which
-  gives the same logits (tested).
+  gives the same logits (tested). The layer-wise engine's batched forward uses the same mask.
 
 `naive_ntk` is the textbook brute force (one backward per sample and logit, all gradients
 stacked): the reference for tests and the baseline of `benchmarks/ntk.py`.
@@ -38,6 +47,7 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from ttrlab.errors import UserError
+from ttrlab.theory import layerwise_ntk as layerwise
 
 # A sample function maps (parameters by name, one sample's tensors...) to that sample's logits [O].
 SampleFunction = Callable[..., torch.Tensor]
@@ -45,6 +55,8 @@ GroupFn = Callable[[str], str]
 
 HEAD_MARKERS = ("classifier", "score")
 DEFAULT_JACOBIAN_BYTES = 1024 * 2**20
+# samples per vmapped Jacobian / batched forward: on CPU 8 beat 4, 16 and 32 in time and peak
+# memory for both engines (benchmarks/ntk.py sizes)
 DEFAULT_BUCKET_SIZE = 8
 
 
@@ -254,27 +266,133 @@ class NTKResult:
         return torch.einsum("iaja->ij", k)
 
 
+ENGINES = ("auto", "layerwise", "jacobian")
+
+
 def empirical_ntk(
     model: torch.nn.Module,
     batch: dict[str, torch.Tensor],
     names: Sequence[str] | None = None,
     *,
+    engine: str = "auto",
     max_jacobian_bytes: int = DEFAULT_JACOBIAN_BYTES,
     group_of: GroupFn = head_or_body,
     sample_function: tuple[SampleFunction, tuple[str, ...]] | None = None,
     bucket_size: int = DEFAULT_BUCKET_SIZE,
 ) -> NTKResult:
     """The empirical NTK of `model` on `batch` (a padded batch from `ttrlab.training.collate`)
-    over the parameters `names` (default: those with requires_grad). See the module docstring."""
+    over the parameters `names` (default: those with requires_grad).
+
+    engine: 'layerwise' contracts each Linear/LayerNorm/Embedding from its inputs and output
+    gradients (`ttrlab.theory.layerwise_ntk`, no per-sample Jacobian); 'jacobian' forms chunked
+    per-sample Jacobians with torch.func (any parameter, any `sample_function`); 'auto' (default)
+    takes the layer-wise route for every parameter it supports and the Jacobian one for the rest.
+    Both give the same kernel (tested against the brute-force loop)."""
+    if engine not in ENGINES:
+        raise UserError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     started = time.perf_counter()
     model.eval()
-    f, keys = sample_function or sequence_classifier_function(model)
-    inputs = sample_inputs(batch, keys)
     names = list(names) if names is not None else trainable_names(model)
-    all_params = {n: p.detach() for n, p in model.named_parameters()}
+    all_params = dict(model.named_parameters())
     unknown = [n for n in names if n not in all_params]
     if unknown:
         raise UserError(f"unknown parameter name(s) {unknown[:3]}")
+    if engine == "layerwise" and sample_function is not None:
+        raise UserError("engine 'layerwise' runs the model's own batched forward; a custom sample_function needs engine 'jacobian'")
+    sites = [] if engine == "jacobian" or sample_function is not None else layerwise.supported_sites(model, names)
+    layerwise_names = {name for site in sites for name in site.names.values()}
+    rest = [n for n in names if n not in layerwise_names]  # → the Jacobian engine
+    if engine == "layerwise" and rest:
+        raise UserError(f"engine 'layerwise' does not support parameter(s) {rest[:3]} (use engine 'auto')")
+
+    can_measure = reset_peak_rss()
+    baseline = current_rss_bytes()
+    per_name: dict[str, torch.Tensor] = {}
+    logits, chunks, details = None, 0, {}
+    if sites:
+        logits = layerwise_contributions(model, batch, sites, per_name, max_jacobian_bytes, bucket_size)
+    if rest:
+        logits_j, chunks, details = jacobian_contributions(
+            model, batch, rest, per_name, max_jacobian_bytes, sample_function, bucket_size)
+        logits = logits if logits is not None else logits_j
+    peak = peak_rss_bytes() if can_measure else None
+
+    groups: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    for name in names:  # module order, so sums are formed in the same order by every engine
+        group = group_of(name)
+        groups[group] = groups[group] + per_name[name] if group in groups else per_name[name]
+        counts[group] = counts.get(group, 0) + all_params[name].numel()
+    n, o = logits.shape
+    return NTKResult(
+        kernel=sum(groups.values()),
+        groups=groups,
+        parameters=counts,
+        logits=logits.detach().double(),
+        chunks=chunks,
+        seconds=time.perf_counter() - started,
+        peak_rss_increase_bytes=(peak - baseline) if (peak is not None and baseline is not None) else None,
+        jacobian_chunk_bytes=4 * n * o * max(1, max_jacobian_bytes // (4 * n * o)) if rest else 0,
+        details={"engine": {"layerwise": len(layerwise_names), "jacobian": len(rest)}, **details},
+    )
+
+
+def classifier_forward(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """Batched logits [B, O] of a HF sequence classifier with the same 4-D additive mask and eager
+    attention as `sequence_classifier_function` (so both engines see the same function)."""
+    model.eval()
+    use_eager_attention(model)
+    dtype = next(model.parameters()).dtype
+
+    def forward(bucket: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = bucket["attention_mask"]
+        length = mask.shape[1]
+        additive = (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
+        kwargs = {"input_ids": bucket["input_ids"],
+                  "attention_mask": additive[:, None, None, :].expand(-1, 1, length, length)}
+        if "token_type_ids" in bucket:
+            kwargs["token_type_ids"] = bucket["token_type_ids"]
+        return model(**kwargs).logits
+
+    return forward
+
+
+def layerwise_contributions(model, batch, sites, per_name, max_bytes, bucket_size) -> torch.Tensor:
+    """Fill `per_name` with each site parameter's kernel share; return the logits [N, O]."""
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch]
+    if "attention_mask" not in batch:
+        batch = dict(batch, attention_mask=torch.ones_like(batch["input_ids"]))
+        keys.append("attention_mask")
+    buckets = [(positions, dict(zip(keys, trimmed)))
+               for positions, trimmed in length_buckets(batch, sample_inputs(batch, keys), bucket_size)]
+    forward = classifier_forward(model)
+    n = batch["input_ids"].shape[0]
+    tokens = int(batch["attention_mask"].sum())
+    named = dict(model.named_parameters())
+    selected = {name for site in sites for name in site.names.values()}
+    saved = {name: p.requires_grad for name, p in named.items()}
+    outputs = None
+    try:
+        for name, p in named.items():  # differentiate exactly the selected parameters' modules
+            p.requires_grad_(name in selected)
+        with torch.no_grad():
+            outputs = forward(buckets[0][1]).shape[1]
+        logits = None
+        for group in layerwise.group_sites(sites, tokens, outputs, max_bytes):
+            logits = layerwise.record_pass(forward, buckets, group)
+            for site in group:
+                per_name.update(layerwise.site_kernels(site, n, max_bytes))
+    finally:
+        for name, p in named.items():
+            p.requires_grad_(saved[name])
+    return logits
+
+def jacobian_contributions(model, batch, names, per_name, max_jacobian_bytes, sample_function, bucket_size):
+    """The chunked torch.func engine (module docstring) for `names`: adds each parameter's kernel
+    share [N, O, N, O] to `per_name`; returns (logits [N, O], chunks, details)."""
+    f, keys = sample_function or sequence_classifier_function(model)
+    inputs = sample_inputs(batch, keys)
+    all_params = {n: p.detach() for n, p in model.named_parameters()}
     selected = {n: all_params[n] for n in names}
     buckets = length_buckets(batch, inputs, bucket_size)
     with torch.no_grad():
@@ -315,12 +433,9 @@ def empirical_ntk(
                 return torch.where((slot >= 0)[..., None], picked, output)
             handles.append(module.register_forward_hook(swap_rows))
 
-    can_measure = reset_peak_rss()
-    baseline = current_rss_bytes()
-    groups: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    for name, tensor in selected.items():
-        counts[group_of(name)] = counts.get(group_of(name), 0) + tensor.numel()
+    def original_order(matrix):  # rows/columns were in bucket order
+        return matrix.reshape(n, o, n, o)[inverse][:, :, inverse]
+
     try:
         for chunk in chunks:
             variables = {i: (all_params[p.name] if p.rows is None else all_params[p.name][p.rows]).clone() for i, p in enumerate(chunk)}
@@ -347,33 +462,17 @@ def empirical_ntk(
             per_bucket = [vmap(jacrev(f_chunk), in_dims=(None,) + (0,) * len(b))(variables, *b) for _, b in buckets]
             for i, p in enumerate(chunk):
                 j = torch.cat([jac[i] for jac in per_bucket]).reshape(rows, -1)
-                contribution = (j @ j.T).double()
-                group = group_of(p.name)
-                groups[group] = groups[group] + contribution if group in groups else contribution
+                share = original_order((j @ j.T).double())
+                per_name[p.name] = per_name[p.name] + share if p.name in per_name else share
             del per_bucket
     finally:
         for handle in handles:
             handle.remove()
-    peak = peak_rss_bytes() if can_measure else None
-
-    def original_order(matrix):  # rows/columns were in bucket order
-        return matrix.reshape(n, o, n, o)[inverse][:, :, inverse]
-
-    kernel_matrix = sum(groups.values())
-    return NTKResult(
-        kernel=original_order(kernel_matrix),
-        groups={g: original_order(k) for g, k in groups.items()},
-        parameters=counts,
-        logits=logits.detach().double()[inverse],
-        chunks=len(chunks),
-        seconds=time.perf_counter() - started,
-        peak_rss_increase_bytes=(peak - baseline) if (peak is not None and baseline is not None) else None,
-        jacobian_chunk_bytes=4 * rows * chunk_numel,
-        details={
-            "sparse_embedding_rows": {k: int(len(v)) for k, v in sparse.items()},
-            "differentiated_elements": sum(p.numel for p in pieces),
-        },
-    )
+    details = {
+        "sparse_embedding_rows": {k: int(len(v)) for k, v in sparse.items()},
+        "differentiated_elements": sum(p.numel for p in pieces),
+    }
+    return logits.detach()[inverse], len(chunks), details
 
 
 def naive_ntk(
