@@ -130,6 +130,32 @@ def test_auto_sends_unsupported_parameters_to_the_jacobian_engine():
     assert_same(fast, naive_ntk(model, x))
 
 
+def test_tied_weights_and_weights_used_outside_their_module_go_to_the_jacobian_engine():
+    """Hooks on one module cannot see a weight's other uses: a weight tied between two Linears,
+    and one read directly (F.linear) while its module's forward never runs, must be routed to the
+    Jacobian engine, so the kernel still matches the brute force."""
+    model = tiny_bert()
+    torch.manual_seed(5)
+    model.extra, model.twin, model.direct = (torch.nn.Linear(16, 16) for _ in range(3))
+    model.twin.weight = model.extra.weight  # tied
+
+    def mix(mod, args):
+        x = args[0]
+        return (x + 0.5 * model.extra(x) + 0.5 * model.twin(x)
+                + 0.5 * torch.nn.functional.linear(x, model.direct.weight, model.direct.bias),)
+
+    model.classifier.register_forward_pre_hook(mix)
+    x = batch()
+    fast = empirical_ntk(model, x)
+    # extra.weight (tied), direct.weight and direct.bias (module never called)
+    assert fast.details["engine"]["jacobian"] == 3
+    assert_same(fast, naive_ntk(model, x))
+    from ttrlab.errors import UserError
+
+    with pytest.raises(UserError, match="engine 'layerwise' does not support"):
+        empirical_ntk(model, x, engine="layerwise")
+
+
 def test_layerwise_engine_refuses_what_it_cannot_do():
     from ttrlab.errors import UserError
 

@@ -61,11 +61,13 @@ class Site:
 
 
 def kind_of(module: nn.Module) -> str | None:
-    if isinstance(module, nn.Linear):
+    """Exact types only: a subclass may use its weight another way (MultiheadAttention's out_proj
+    is a Linear subclass whose forward is never called; quantized Linears dequantize)."""
+    if type(module) is nn.Linear:
         return "linear"
-    if isinstance(module, nn.LayerNorm):
+    if type(module) is nn.LayerNorm:
         return "layer_norm"
-    if isinstance(module, nn.Embedding) and module.max_norm is None:  # max_norm rewrites the table in forward
+    if type(module) is nn.Embedding and module.max_norm is None:  # max_norm rewrites the table in forward
         return "embedding"
     return None
 
@@ -80,8 +82,14 @@ def dims(module: nn.Module) -> tuple[int, int]:
 
 
 def supported_sites(model: nn.Module, names: Sequence[str]) -> list[Site]:
-    """The modules that own (directly) at least one of `names` and that this engine handles."""
+    """The modules that own (directly) at least one of `names` and that this engine handles. A
+    parameter shared by several modules (tied weights) is left out: its gradient has terms from
+    every user, which one site's hooks would not see."""
     wanted = set(names)
+    owners: dict[int, int] = {}
+    for module in model.modules():
+        for parameter in module.parameters(recurse=False):
+            owners[id(parameter)] = owners.get(id(parameter), 0) + 1
     sites = []
     for module_name, module in model.named_modules():
         if kind_of(module) is None:
@@ -89,7 +97,7 @@ def supported_sites(model: nn.Module, names: Sequence[str]) -> list[Site]:
         own = {}
         for local, parameter in module.named_parameters(recurse=False):
             full = f"{module_name}.{local}" if module_name else local
-            if full in wanted:
+            if full in wanted and owners[id(parameter)] == 1:
                 own[local] = full
         if own:
             sites.append(Site(module_name, module, own))
@@ -110,7 +118,7 @@ def group_sites(sites: list[Site], tokens: int, outputs: int, max_bytes: int) ->
     return [g for g in groups if g]
 
 
-# ---- one pass: forward with hooks, O backward passes -------------------------------------------
+# ---- one pass: forward with hooks, one backward for all logits -------------------------------------------
 def record_pass(
     forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     buckets: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],

@@ -301,9 +301,9 @@ def empirical_ntk(
         raise UserError("engine 'layerwise' runs the model's own batched forward; a custom sample_function needs engine 'jacobian'")
     sites = [] if engine == "jacobian" or sample_function is not None else layerwise.supported_sites(model, names)
     layerwise_names = {name for site in sites for name in site.names.values()}
-    rest = [n for n in names if n not in layerwise_names]  # → the Jacobian engine
-    if engine == "layerwise" and rest:
-        raise UserError(f"engine 'layerwise' does not support parameter(s) {rest[:3]} (use engine 'auto')")
+    if engine == "layerwise" and len(layerwise_names) < len(names):
+        unsupported = [n for n in names if n not in layerwise_names]
+        raise UserError(f"engine 'layerwise' does not support parameter(s) {unsupported[:3]} (use engine 'auto')")
 
     can_measure = reset_peak_rss()
     baseline = current_rss_bytes()
@@ -311,6 +311,11 @@ def empirical_ntk(
     logits, chunks, details = None, 0, {}
     if sites:
         logits = layerwise_contributions(model, batch, sites, per_name, max_jacobian_bytes, bucket_size)
+    # → the Jacobian engine: unsupported parameters, and those of a module the forward never
+    # called (its weight is used some other way)
+    rest = [n for n in names if n not in per_name]
+    if rest and engine == "layerwise":
+        raise UserError(f"engine 'layerwise': parameter(s) {rest[:3]} are not used through their module's forward (use engine 'auto')")
     if rest:
         logits_j, chunks, details = jacobian_contributions(
             model, batch, rest, per_name, max_jacobian_bytes, sample_function, bucket_size)
@@ -333,7 +338,7 @@ def empirical_ntk(
         seconds=time.perf_counter() - started,
         peak_rss_increase_bytes=(peak - baseline) if (peak is not None and baseline is not None) else None,
         jacobian_chunk_bytes=4 * n * o * max(1, max_jacobian_bytes // (4 * n * o)) if rest else 0,
-        details={"engine": {"layerwise": len(layerwise_names), "jacobian": len(rest)}, **details},
+        details={"engine": {"layerwise": len(names) - len(rest), "jacobian": len(rest)}, **details},
     )
 
 
