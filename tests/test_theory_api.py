@@ -9,6 +9,14 @@ from ttrlab.errors import UserError
 from ttrlab.theory.api import TheoryConfig, compute_theory, theorem_3_6_check
 from ttrlab.theory.figures import fig3_grid_from_results, theory_vs_measured
 
+
+@pytest.fixture
+def shared_glue(glue_dir, monkeypatch):
+    """The default data lookup, pointed at the shared GLUE data (skipped, like the other data
+    tests, where it is absent) instead of found from the cwd."""
+    monkeypatch.setenv("TTRLAB_GLUE_DIR", str(glue_dir))
+
+
 SMALL = dict(task="sst2", model="minilm", method="lora", attack="bpa", rate=0.5, n=4, train_size=40, seed=3)
 
 
@@ -33,6 +41,7 @@ def test_run_key_ignores_training_knobs_but_not_theory_ones():
     assert ff.run_key() == TheoryConfig.from_dict({**SMALL, "method": "ff", "rank": 64}).run_key()
 
 
+@pytest.mark.usefixtures("shared_glue")
 def test_lora_theory_is_deterministic_and_complete():
     config = TheoryConfig.from_dict(SMALL).validate()
     first = compute_theory(config)
@@ -49,6 +58,7 @@ def test_lora_theory_is_deterministic_and_complete():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_glue")
 def test_ff_and_lora_share_the_head_and_theorem_3_6_compares_everything():
     m = (lora := compute_theory(TheoryConfig.from_dict(SMALL).validate()))["metrics"]
     ff = compute_theory(TheoryConfig.from_dict({**SMALL, "method": "ff"}).validate())
@@ -57,6 +67,7 @@ def test_ff_and_lora_share_the_head_and_theorem_3_6_compares_everything():
     assert ff["metrics"]["ntk_trace_head"] == pytest.approx(m["ntk_trace_head"], rel=1e-9)  # same head init
 
 
+@pytest.mark.usefixtures("shared_glue")
 def test_upa_pairs_have_identical_inputs():
     result = compute_theory(TheoryConfig.from_dict({**SMALL, "attack": "upa", "quantity": "ntk"}).validate())
     assert result["m_prime"]["identical_inputs"] == 4
@@ -105,8 +116,10 @@ def test_cli_fig3_spectrum_and_errors(tmp_path, capsys):
     assert main(["theory", "spectrum", "--init", "gausian", "--fan-in", "8"]) == 2
     assert "did you mean 'gaussian'" in capsys.readouterr().err
     assert main(["theory", "ntk", "--method", "lora", "--n", "1", "--train-size", "10"]) == 2
+    assert "n 1 must be >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("shared_glue")
 def test_cli_ntk_writes_json(tmp_path):
     out = tmp_path / "ntk.json"
     args = ["theory", "ntk", "--method", "lora", "--attack", "upa", "--rate", "0.5", "--n", "3", "--train-size", "20",
