@@ -102,16 +102,22 @@ def sequence_classifier_function(model: torch.nn.Module) -> tuple[SampleFunction
     use_eager_attention(model)
 
     def f(params: dict[str, torch.Tensor], input_ids, attention_mask, token_type_ids=None):
-        length = input_ids.shape[0]
         dtype = next(iter(params.values())).dtype
-        additive = (1.0 - attention_mask.to(dtype)) * torch.finfo(dtype).min
-        mask = additive[None, None, None, :].expand(1, 1, length, length)
-        kwargs = {"input_ids": input_ids[None], "attention_mask": mask}
+        kwargs = {"input_ids": input_ids[None], "attention_mask": additive_attention_mask(attention_mask[None], dtype)}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids[None]
         return functional_call(model, params, args=(), kwargs=kwargs).logits[0]
 
     return f, ("input_ids", "attention_mask", "token_type_ids")
+
+
+def additive_attention_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, L] padding mask (1 = token) → the [B, 1, L, L] additive mask HF models accept as is:
+    0 where attended, the dtype's minimum at padding. Built here, not by HF's mask builder,
+    whose data-dependent branches `vmap` rejects."""
+    length = mask.shape[1]
+    additive = (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
+    return additive[:, None, None, :].expand(-1, 1, length, length)
 
 
 def sample_inputs(batch: dict[str, torch.Tensor], keys: Sequence[str]) -> tuple[torch.Tensor, ...]:
@@ -350,11 +356,8 @@ def classifier_forward(model: torch.nn.Module) -> Callable[[dict[str, torch.Tens
     dtype = next(model.parameters()).dtype
 
     def forward(bucket: dict[str, torch.Tensor]) -> torch.Tensor:
-        mask = bucket["attention_mask"]
-        length = mask.shape[1]
-        additive = (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
         kwargs = {"input_ids": bucket["input_ids"],
-                  "attention_mask": additive[:, None, None, :].expand(-1, 1, length, length)}
+                  "attention_mask": additive_attention_mask(bucket["attention_mask"], dtype)}
         if "token_type_ids" in bucket:
             kwargs["token_type_ids"] = bucket["token_type_ids"]
         return model(**kwargs).logits
@@ -391,6 +394,7 @@ def layerwise_contributions(model, batch, sites, per_name, max_bytes, bucket_siz
         for name, p in named.items():
             p.requires_grad_(saved[name])
     return logits
+
 
 def jacobian_contributions(model, batch, names, per_name, max_jacobian_bytes, sample_function, bucket_size):
     """The chunked torch.func engine (module docstring) for `names`: adds each parameter's kernel
