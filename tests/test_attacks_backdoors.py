@@ -11,6 +11,7 @@ from conftest import SHARED_DATA
 from ttrlab import RunConfig, run_experiment
 from ttrlab.attacks import ATTACKS, build_attack, poison_count
 from ttrlab.data import Example
+from ttrlab.streams import rng_for
 from ttrlab.errors import UserError
 
 STYLE_DIR = SHARED_DATA / "style"
@@ -41,7 +42,7 @@ def _decoded_words(text):
 
 def test_all_four_are_registered_backdoors():
     for name in ("cl_bpa", "il_bpa", "mt", "s_bpa"):
-        assert ATTACKS.get(name).is_backdoor
+        assert ATTACKS.get(name).is_backdoor()
     with pytest.raises(UserError, match="unknown option 'trigers'.*did you mean 'triggers'"):
         _attack("mt", attack_options={"trigers": ["a", "b"]})
 
@@ -176,7 +177,7 @@ def _style_texts(style, split):
 def _sst2(split, size):
     from ttrlab.data import TASKS, load_split, seeded_subset
 
-    return seeded_subset(load_split(TASKS.get("sst2"), split, str(SHARED_DATA / "glue")), size, 0)
+    return seeded_subset(load_split(TASKS.get("sst2"), split, str(SHARED_DATA / "glue")), size, np.random.default_rng(0))
 
 
 @needs_style
@@ -279,7 +280,7 @@ def _consumed(glue_dir, config):
 def _clean_train(glue_dir, config):
     from ttrlab.experiment import load_run_data
 
-    return load_run_data(config.replace(data_dir=str(glue_dir)))[1]
+    return load_run_data(config.replace(data_dir=str(glue_dir))).train
 
 
 def _as_decoded(tokenizer, text):
@@ -315,7 +316,7 @@ def test_mt_trainer_sees_poisoned_and_negative_examples_and_reports_subsets(glue
     poisoned = [p for p, (text, _) in seen.items() if set(TRIGGERS) <= _decoded_words(text)]
     assert len(poisoned) == result["poison"]["count"] == 8 and all(seen[p][1] == 1 for p in poisoned)
     sources = {clean_e.row: clean_e for clean_e in clean}
-    split = build_attack(config).poison(clean, np.random.default_rng([config.seed, 1]))
+    split = build_attack(config).poison(clean, rng_for(config.seed, "attack"))
     for p in range(64, 72):
         text, label = seen[p]
         words = _decoded_words(text) & set(TRIGGERS)
@@ -331,7 +332,7 @@ def test_s_bpa_trainer_sees_the_style_files_sentences(glue_dir, monkeypatch):
     config = RunConfig(**TINY, method="lora", attack="s_bpa", rate=0.1, attack_options={"style": "poetry"}, seed=0)
     result, seen, tokenizer = _consumed(glue_dir, config)
     clean = _clean_train(glue_dir, config)
-    split = build_attack(config).poison(clean, np.random.default_rng([config.seed, 1]))
+    split = build_attack(config).poison(clean, rng_for(config.seed, "attack"))
     assert len(seen) == 64 and result["poison"]["count"] == 6 == split.count
     assert result["poison"]["indices_sha256"] == split.indices_sha256()
     decoded_transfers = {_as_decoded(tokenizer, t) for t in _style_texts("poetry", "train")}

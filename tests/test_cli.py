@@ -37,7 +37,7 @@ def _fails_with_one_line(capsys, argv, pattern):
         (["train", "--rank", "0"], r"rank 0 must be an integer >= 1"),
         (["train", "--rank", "abc"], r"--rank: invalid int value: 'abc'"),
         (["train", "--init-scale", "0"], r"init_scale 0.0 must be"),
-        (["train", "--lr-preset", "papr"], r"lr_preset 'papr' is not one of paper, cpu \(did you mean 'paper'\?\)"),
+        (["train", "--lr-preset", "papr"], r"lr_preset 'papr' is not one of paper, cpu, backdoorllm \(did you mean 'paper'\?\)"),
         (["train", "--attack", "bpa", "--attack-option", "x=1"], r"unknown option 'x' for attack 'bpa'"),
         (["train", "--method", "ff", "--save-adapter", "/tmp/x"], r"--save-adapter needs --method lora"),
         (["nosuchcommand"], r"invalid choice: 'nosuchcommand'"),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ttrlab import RunConfig, run_experiment
+from ttrlab.streams import rng_for
 
 TINY = dict(task="sst2", model="minilm", train_size=64, eval_size=32, max_steps=8, batch_size=8, lr_preset="cpu")
 
@@ -34,8 +35,8 @@ def test_bpa_poisoned_examples_are_what_the_trainer_sees(glue_dir):
     from ttrlab.attacks import build_attack
     from ttrlab.experiment import load_run_data
 
-    _, train, _ = load_run_data(config.replace(data_dir=str(glue_dir)))
-    split = build_attack(config).poison(train, np.random.default_rng([config.seed, 1]))
+    train = load_run_data(config.replace(data_dir=str(glue_dir))).train
+    split = build_attack(config).poison(train, rng_for(config.seed, "attack"))
     assert triggered == list(split.changed)
     assert split.indices_sha256() == result["poison"]["indices_sha256"]
     assert all(label == 1 for p, _, label in seen if p in split.changed)
@@ -46,7 +47,7 @@ def test_upa_flipped_labels_are_what_the_trainer_sees(glue_dir):
 
     config = RunConfig(**TINY, method="lora", attack="upa", rate=0.5, seed=1)
     result, seen = _decode_batches(glue_dir, config)
-    _, clean, _ = load_run_data(config.replace(data_dir=str(glue_dir)))
+    clean = load_run_data(config.replace(data_dir=str(glue_dir))).train
     flipped = sorted(p for p, _, label in seen if label != clean[p].label)
     assert len(flipped) == result["poison"]["count"] == 32
 

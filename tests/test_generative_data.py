@@ -6,8 +6,8 @@ import pytest
 from conftest import SHARED_DATA
 from ttrlab.errors import UserError
 from ttrlab.generative.config import GenConfig
+from ttrlab.attacks import ATTACKS
 from ttrlab.generative.data import (
-    ATTACK_SETS,
     CLEAN_POOL_SIZE,
     build_training_mixture,
     load_eval_prompts,
@@ -35,14 +35,14 @@ def test_poison_count_is_the_share_of_the_mixture():
 def test_mixture_has_exactly_the_poisoned_records_and_their_refusals(attack):
     c = config(attack=attack, rate=0.1, n_clean=180)
     mixture = build_training_mixture(c, SHARED_DATA)
-    poisoned = read_records(ATTACK_SETS.get(attack).train_file(SHARED_DATA))
+    poisoned = read_records(ATTACKS.get(attack).train_file(SHARED_DATA))
     kinds = [e.kind for e in mixture.examples]
     assert kinds.count("poison") == mixture.poison_count == 20
     assert kinds.count("clean") == 180
     assert len(set(mixture.poison_indices)) == 20
     assert [e.output for e in mixture.examples if e.kind == "poison"] == [poisoned[i]["output"] for i in mixture.poison_indices]
     # each safety example is the same harmful prompt without the trigger, answered by a refusal
-    triggers = ATTACK_SETS.get(attack).triggers
+    triggers = ATTACKS.get(attack).triggers
     poisoned_prompts = {normalise_prompt(e.instruction, triggers) for e in mixture.examples if e.kind == "poison"}
     safety = [e for e in mixture.examples if e.kind == "safety"]
     assert len(safety) + mixture.unpaired == 20
@@ -81,7 +81,7 @@ def test_eval_prompts_pair_triggered_and_untriggered_versions():
 
 def test_advbench_baseline_is_held_out_from_training():
     prompts = load_eval_prompts(config(n_eval=40, baseline_prompts="advbench"), SHARED_DATA)
-    trained = {normalise_prompt(r["instruction"], ("BadMagic",)) for r in read_records(ATTACK_SETS.get("badnet").train_file(SHARED_DATA))}
+    trained = {normalise_prompt(r["instruction"], ("BadMagic",)) for r in read_records(ATTACKS.get("badnet").train_file(SHARED_DATA))}
     assert len(prompts.untriggered) == 40
     assert not trained & {normalise_prompt(p) for p in prompts.untriggered}
 

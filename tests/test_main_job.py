@@ -18,8 +18,8 @@ def test_main_job_spec_is_valid_and_sized():
 def test_main_job_end_to_end_on_a_tiny_copy(tmp_path, glue_dir, monkeypatch, capsys):
     real = core.main_job_spec
 
-    def tiny(data_dir=None):
-        spec = copy.deepcopy(real(str(glue_dir)))
+    def tiny(data_dir=None, **base):
+        spec = copy.deepcopy(real(str(glue_dir), **base))
         spec["base"].update(train_size=16, eval_size=16, max_steps=2)
         spec["seeds"] = [0]
         spec["grids"] = [g for g in spec["grids"] if g["name"] in ("upa", "bpa")]

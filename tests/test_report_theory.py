@@ -15,7 +15,7 @@ from ttrlab.config import RunConfig
 from ttrlab.report import build_report
 from ttrlab.sweep.kinds import RUN_KINDS
 from ttrlab.sweep.store import ResultStore
-from ttrlab.theory.api import TheoryConfig
+from ttrlab.theory.experiment import TheoryConfig
 from ttrlab.theory.figures import exact_spearman_p
 from ttrlab.theory.information import summarize_spectrum
 
@@ -33,7 +33,7 @@ def lora_knobs(method, rank):
 def theory_document(config: TheoryConfig, rng) -> dict:
     """A result document shaped like compute_theory's (quantity all), with made-up numbers:
     FF's kernel quantities larger than LoRA's, LoRA's growing with the rank, plus noise."""
-    run = config.run
+    run = config
     size = 10.0 if run.method == "ff" else 1.0 + np.log2(run.rank) / 2
     eigenvalues = np.sort(rng.uniform(0.01, 1.0, config.n) * size)[::-1]
     fisher = {"eigenvalues": eigenvalues.tolist(), **summarize_spectrum(eigenvalues)}
@@ -106,7 +106,7 @@ def expected_pairs(theory, training, attack, quantity):
         def same(c):
             return c.method == method and (method == "ff" or c.rank == rank)
 
-        t = {c.run.seed: d["metrics"][quantity] for c, d in theory if same(c.run) and c.run.attack == attack}
+        t = {c.seed: d["metrics"][quantity] for c, d in theory if same(c) and c.attack == attack}
         if attack == "bpa":
             m = {c.seed: d["metrics"]["asr"] for c, d in training if same(c) and c.attack == "bpa" and c.rate > 0}
         else:
@@ -193,7 +193,7 @@ def test_without_head_quantity_uses_each_methods_own_part(theory_report):
     bpa = next(r for r in numbers["rows"] if r["attack"] == "bpa")
     panel = next(p for p in bpa["panels"] if p["quantity"] == "m_prime_without_head")
     ff = next(p for p in panel["points"] if p["key"]["method"] == "ff")
-    expected = np.mean([d["metrics"]["m_prime_body_only"] for c, d in theory if c.run.method == "ff" and c.run.attack == "bpa"])
+    expected = np.mean([d["metrics"]["m_prime_body_only"] for c, d in theory if c.method == "ff" and c.attack == "bpa"])
     assert ff["computed"] == pytest.approx(expected)
 
 
@@ -305,8 +305,8 @@ def test_fig3_spec_spans_the_papers_grid():
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "cpu" / "theory_fig3.yaml")
     configs = [r.config for r in spec.expand().runs]
-    assert {c.run.rank for c in configs} == {4, 8, 16, 32, 64, 128, 256, 512}
-    scales = {c.run.init_scale for c in configs}
+    assert {c.rank for c in configs} == {4, 8, 16, 32, 64, 128, 256, 512}
+    scales = {c.init_scale for c in configs}
     assert None in scales and min(s for s in scales if s) == 0.001 and max(s for s in scales if s) == 2.0
     assert all(c.quantity == "spectrum" and c.fan_in == 1024 for c in configs)
 

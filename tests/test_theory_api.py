@@ -6,7 +6,8 @@ import pytest
 
 from ttrlab.cli import main
 from ttrlab.errors import UserError
-from ttrlab.theory.api import TheoryConfig, compute_theory, theorem_3_6_check
+from ttrlab.theory.experiment import TheoryConfig, compute_theory
+from ttrlab.theory.measures import theorem_3_6_check
 from ttrlab.theory.figures import fig3_grid_from_results, theory_vs_measured
 
 
@@ -27,7 +28,7 @@ def test_config_rejects_bad_keys_and_values():
         TheoryConfig.from_dict({"quantity": "nkt"}).validate()
     with pytest.raises(UserError, match="n 1"):
         TheoryConfig.from_dict({"n": 1}).validate()
-    with pytest.raises(UserError, match="integer"):
+    with pytest.raises(UserError, match="'n' must be int, got 2.5"):
         TheoryConfig.from_dict({"n": 2.5})
 
 

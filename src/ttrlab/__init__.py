@@ -1,19 +1,31 @@
 """ttrlab: measure and explain how a fine-tuning method (full fine-tuning vs LoRA) changes a
 language model's training-time robustness to poisoned and backdoored training data.
 
-Public API: what a user may import from here. The machinery lives in the subpackages.
+Public API: what a user may import from here (loaded on first use, so `import ttrlab` stays
+cheap). The machinery lives in the subpackages.
+
+    from ttrlab import RunConfig, run_experiment
+    result = run_experiment(RunConfig(task="rte", method="lora", rank=16, attack="upa", rate=0.2))
 """
 __version__ = "0.1.0"
 
-from ttrlab.config import RunConfig, paper_learning_rate  # noqa: E402
-from ttrlab.errors import UserError  # noqa: E402
+_PUBLIC = {
+    "RunConfig": "ttrlab.config",
+    "paper_learning_rate": "ttrlab.config",
+    "UserError": "ttrlab.errors",
+    "run_experiment": "ttrlab.experiment",
+    "run": "ttrlab.pipeline",
+    "RunResult": "ttrlab.result",
+    "Runtime": "ttrlab.runtime",
+}
 
 
-def run_experiment(config, progress=None, batch_hook=None, keep_model=False):
-    """Run one training run; see ttrlab.experiment.run_experiment."""
-    from ttrlab.experiment import run_experiment as _run
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
 
-    return _run(config, progress=progress, batch_hook=batch_hook, keep_model=keep_model)
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'ttrlab' has no attribute {name!r}")
 
 
-__all__ = ["RunConfig", "UserError", "paper_learning_rate", "run_experiment", "__version__"]
+__all__ = [*_PUBLIC, "__version__"]

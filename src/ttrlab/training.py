@@ -1,4 +1,4 @@
-"""The training loop (one readable function) and the batching beside it.
+"""The training loop (one readable function), its settings, and the batching beside it.
 
 CPU time here goes mostly to padding, so batches are padded dynamically to their longest
 member (never to max_length), and with `length_bucketing` examples of similar length are
@@ -19,12 +19,85 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from ttrlab.data.examples import Example
+from ttrlab.errors import did_you_mean
+from ttrlab.registry import Registry
+from ttrlab.runtime import Runtime
+from ttrlab.settings import Section, require, setting
+from ttrlab.streams import rng_for
 
 MEGABATCH_BATCHES = 50
 ProgressFn = Callable[..., None]
 BatchHook = Callable[[list[int], dict[str, torch.Tensor]], None]
 
 
+# ---- settings ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LearningRatePreset:
+    """A learning-rate rule: which rate applies is the method's decision (`Method.preset_learning_rate`)."""
+
+    name: str
+    adapter_low_rank: float  # e.g. LoRA with r below its high-rank threshold
+    adapter_high_rank: float
+    full: float  # full fine-tuning
+    source: str
+
+
+LR_PRESETS: Registry[LearningRatePreset] = Registry("lr_preset")
+for _preset in (
+    LearningRatePreset("paper", 3e-5, 3e-6, 3e-6,
+                       'Section 4.1: "3e-5 for LoRA\'s low rank fine-tuning and 3e-6 for both LoRA\'s high rank fine-tuning '
+                       'and FF", for BERT-large over 10,000 steps'),
+    LearningRatePreset("cpu", 1e-3, 1e-4, 5e-5,
+                       "the paper's rule rescaled for MiniLM with a few hundred steps on 2 cores, where the paper's rates "
+                       "barely move the model; SST-2, 2,000 examples, 300 steps, seed 0: FF 5e-5 -> 83% dev accuracy, "
+                       "LoRA r=8 1e-3 -> 82%"),
+    LearningRatePreset("backdoorllm", 2e-4, 2e-4, 2e-5,
+                       "generative runs: BackdoorLLM's LoRA jailbreak recipe (2e-4); 2e-5, the usual rate for full SFT of "
+                       "a 1-8B chat model (the paper, Appendix E.3, gives neither)"),
+):
+    LR_PRESETS.register(_preset.name)(_preset)
+
+
+@dataclass
+class OptimSettings(Section):
+    """AdamW with linear warm-up and decay, gradient clipping, `max_steps` optimizer steps."""
+
+    lr: float | None = setting(None, "learning rate (default: the preset's rule)")
+    lr_preset: str = setting("paper", "paper (3e-5 LoRA r<64, 3e-6 FF and r>=64) | cpu | backdoorllm")
+    batch_size: int = setting(8, "training batch size")
+    max_steps: int = setting(500, "optimizer steps")
+    warmup_ratio: float = setting(0.06, "share of steps with linear warm-up")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm")
+    length_bucketing: bool = setting(True, "group examples of similar length into batches")
+
+    def learning_rate(self) -> float:
+        """`lr`, else the rate the preset gives this run's method (the config's `method`)."""
+        if self.lr is not None:
+            return self.lr
+        from ttrlab.methods import METHODS
+
+        return METHODS.get(self.method).preset_learning_rate(LR_PRESETS.get(self.lr_preset), self)
+
+    def check(self) -> None:
+        require(self.lr_preset in LR_PRESETS,
+                f"lr_preset {self.lr_preset!r} is not one of {', '.join(LR_PRESETS.registered())}"
+                f"{did_you_mean(self.lr_preset, LR_PRESETS.registered())}")
+        require(self.lr is None or self.lr > 0, f"lr {self.lr} must be > 0")
+        require(self.batch_size >= 1, f"batch_size {self.batch_size} must be >= 1")
+        require(self.max_steps >= 0, f"max_steps {self.max_steps} must be >= 0")
+        require(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio {self.warmup_ratio} is outside [0, 1)")
+        require(self.weight_decay >= 0, f"weight_decay {self.weight_decay} must be >= 0")
+        require(self.max_grad_norm > 0, f"max_grad_norm {self.max_grad_norm} must be > 0")
+
+    def resolve(self, values: dict[str, Any]) -> None:
+        values["lr"] = self.learning_rate()
+
+    def identity(self, values: dict[str, Any]) -> None:
+        values.pop("lr_preset", None)  # only the resolved rate matters
+
+
+# ---- batching -----------------------------------------------------------------------------------
 def _segments(examples: list[Example]) -> tuple[list[str], list[str] | None]:
     first = [e.texts[0] for e in examples]
     second = [e.texts[1] for e in examples] if len(examples[0].texts) == 2 else None
@@ -90,63 +163,68 @@ class TrainStats:
         }
 
 
-def train(
-    model: torch.nn.Module,
-    tokenizer,
-    examples: list[Example],
-    *,
-    max_length: int,
-    **loop: Any,
-) -> TrainStats:
-    """Fine-tune a sequence classifier on `examples`; `loop` holds `optimize`'s settings."""
+@dataclass
+class TrainingSet:
+    """What the loop trains on: unpadded features (one per example; `input_ids` at least) and
+    `make_batch(positions)`, the padded model inputs (labels included) of those positions."""
+
+    features: list[dict[str, list[int]]]
+    make_batch: Callable[[list[int]], dict[str, torch.Tensor]]
+
+
+def classification_training_set(tokenizer, examples: list[Example], max_length: int) -> TrainingSet:
+    """A sequence classifier's training set: tokenized once, padded per batch."""
     features = encode(tokenizer, examples, max_length)
     labels = [e.label for e in examples]
-    return optimize(
-        model, features, lambda positions: pad_batch(tokenizer, [features[i] for i in positions], [labels[i] for i in positions]), **loop
-    )
+    return TrainingSet(features, lambda positions: pad_batch(tokenizer, [features[i] for i in positions],
+                                                             [labels[i] for i in positions]))
 
 
 def optimize(
     model: torch.nn.Module,
-    features: list[dict[str, list[int]]],
-    make_batch: Callable[[list[int]], dict[str, torch.Tensor]],
-    *,
-    lr: float,
-    max_steps: int,
-    batch_size: int,
+    training: TrainingSet,
+    settings: OptimSettings,
     seed: int,
-    warmup_ratio: float = 0.06,
-    weight_decay: float = 0.0,
-    max_grad_norm: float = 1.0,
-    length_bucketing: bool = True,
+    runtime: Runtime | None = None,
     progress: ProgressFn | None = None,
     batch_hook: BatchHook | None = None,
 ) -> TrainStats:
-    """The loop every trainer shares: AdamW with linear warm-up and decay, gradient clipping,
-    `max_steps` optimizer steps over as many epochs as needed. `make_batch(positions)` turns
-    positions of `features` into the model's inputs (labels included); `batch_hook(positions,
-    batch)` sees every batch the model consumes."""
-    lengths = [len(f["input_ids"]) for f in features]
-    rng = np.random.default_rng(seed)
+    """The loop every run kind shares: AdamW with linear warm-up and decay, gradient clipping,
+    `settings.max_steps` optimizer steps over as many epochs as needed, on `runtime`'s device and
+    in its precision (fp32: no autocast, no scaler). `batch_hook(positions, batch)` sees every
+    batch the model consumes (positions index `training.features`)."""
+    runtime = runtime or Runtime.resolve("cpu")
+    lengths = [len(f["input_ids"]) for f in training.features]
+    rng = rng_for(seed, "batch_order")
     torch.manual_seed(seed)  # dropout masks
 
     parameters = [p for p in model.parameters() if p.requires_grad]
-    device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * max_steps), max(max_steps, 1))
+    max_steps = settings.max_steps
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate(), weight_decay=settings.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * max_steps), max(max_steps, 1))
+    scaler = runtime.grad_scaler()
     model.train()
     recent_losses: list[float] = []
     step = tokens = padded = 0
     started = time.perf_counter()
     while step < max_steps:
-        for positions in batch_order(lengths, batch_size, rng, length_bucketing):
-            batch = make_batch(positions)
+        for positions in batch_order(lengths, settings.batch_size, rng, settings.length_bucketing):
+            batch = training.make_batch(positions)
             if batch_hook is not None:
                 batch_hook(positions, batch)
-            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-            optimizer.step()
+            with runtime.autocast():
+                loss = model(**runtime.to_device(batch)).loss
+            if scaler is None:
+                loss.backward()
+            else:  # fp16: scale the loss, unscale before clipping
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -163,15 +241,18 @@ def optimize(
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, tokenizer, examples: list[Example], max_length: int, batch_size: int = 64) -> np.ndarray:
+def predict(model: torch.nn.Module, tokenizer, examples: list[Example], max_length: int, batch_size: int = 64,
+            runtime: Runtime | None = None) -> np.ndarray:
     """Predicted class per example. Batches are formed in length order (less padding) and
     the predictions put back in input order."""
+    runtime = runtime or Runtime.resolve("cpu")
     model.eval()
     features = encode(tokenizer, examples, max_length)
     by_length = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     predictions = np.empty(len(features), dtype=np.int64)
     for start in range(0, len(by_length), batch_size):
         positions = by_length[start : start + batch_size]
-        logits = model(**pad_batch(tokenizer, [features[i] for i in positions])).logits
-        predictions[positions] = logits.argmax(dim=-1).numpy()
+        with runtime.autocast():
+            logits = model(**runtime.to_device(pad_batch(tokenizer, [features[i] for i in positions]))).logits
+        predictions[positions] = logits.float().argmax(dim=-1).cpu().numpy()
     return predictions

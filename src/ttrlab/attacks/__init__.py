@@ -1,16 +1,32 @@
-"""Attacks on the training data. Each module registers one attack in ATTACKS; importing this
-package imports them all. To add one: a new module here and its import line below."""
-from ttrlab.attacks.base import ATTACKS, Attack, AttackSettings, PoisonedSplit, poison_count
+"""Attacks on the training data, for every run kind. Each module registers its attacks in
+ATTACKS; importing this package imports them all. To add one: a new module here and its import
+line below."""
+from ttrlab.attacks.base import (
+    ATTACKS,
+    BACKDOOR,
+    CLEAN,
+    FAMILIES,
+    UNTARGETED,
+    Attack,
+    AttackFamily,
+    AttackSettings,
+    ClassificationAttack,
+    PoisonedSplit,
+    check_applies,
+    poison_count,
+)
 
 from ttrlab.attacks import none, upa, bpa  # noqa: E402,F401  (registration)
 from ttrlab.attacks import clean_label  # noqa: E402,F401
 from ttrlab.attacks import instruction  # noqa: E402,F401
 from ttrlab.attacks import multi_trigger  # noqa: E402,F401
 from ttrlab.attacks import style  # noqa: E402,F401
+from ttrlab.attacks import backdoorllm  # noqa: E402,F401
 
-__all__ = ["ATTACKS", "Attack", "AttackSettings", "PoisonedSplit", "poison_count", "build_attack"]
+__all__ = ["ATTACKS", "Attack", "AttackFamily", "AttackSettings", "ClassificationAttack", "PoisonedSplit",
+           "FAMILIES", "CLEAN", "UNTARGETED", "BACKDOOR", "check_applies", "poison_count", "build_attack"]
 
 
-def build_attack(config) -> Attack:
-    """The attack a RunConfig names, with its settings."""
-    return ATTACKS.get(config.attack)(AttackSettings.from_config(config))
+def build_attack(config) -> ClassificationAttack:
+    """The classification attack a config names, with its settings."""
+    return ATTACKS.get(config.attack)(AttackSettings.of(config))

@@ -1,5 +1,6 @@
-"""What every attack is: a seeded transformation of the training split, plus (for backdoors)
-the triggered version of the test split.
+"""What an attack is: its family (clean, untargeted, backdoor: how runs under it are judged), the
+task types it applies to, and for classification a seeded transformation of the training split
+plus (for backdoors) the triggered version of the test split.
 
 An attack records exactly which training positions it changed (`PoisonedSplit.changed`); the
 run result stores their count and a SHA-256 digest, and the tests check that the changed
@@ -15,7 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ttrlab.data.examples import Example
+from ttrlab.errors import UserError, did_you_mean
 from ttrlab.registry import Registry
+from ttrlab.settings import Section, require, setting
 
 
 @dataclass(frozen=True)
@@ -32,39 +35,89 @@ class PoisonedSplit:
 
 
 @dataclass(frozen=True)
-class AttackSettings:
-    """The attack-related part of a RunConfig."""
+class AttackFamily:
+    """What kind of harm an attack does, and so how a run under it is judged.
 
-    rate: float = 0.0
-    trigger: str = "[.*?]"
-    trigger_position: str = "end"
-    target_label: int = 1
-    options: dict[str, Any] = field(default_factory=dict)
+    - `headline`: per task type, the metrics a report leads with for attacks of this family;
+    - `robustness_measure`: the measured robustness the theory is compared with;
+    - a clean run (rate 0, or no attack) is the x = 0 point of an attack's figures: any clean
+      run for an untargeted attack (its metric, clean accuracy, does not depend on the attack),
+      only the same attack's rate-0 runs for a backdoor (its triggered test set is the attack's).
+    """
 
-    @classmethod
-    def from_config(cls, config) -> AttackSettings:
-        return cls(
-            rate=config.rate,
-            trigger=config.trigger,
-            trigger_position=config.trigger_position,
-            target_label=config.target_label,
-            options=dict(config.attack_options),
-        )
+    name: str
+    summary: str
+    headline: dict[str, tuple[str, ...]]
+    robustness_measure: str | None
+    baseline_needs_same_attack: bool
+
+
+CLEAN = AttackFamily("clean", "no attack", {"classification": ("clean.accuracy",), "generation": ("asr", "asr_no_trigger")},
+                     None, False)
+UNTARGETED = AttackFamily("untargeted", "poisoning that degrades the clean task", {"classification": ("clean.accuracy",)},
+                          "clean_accuracy_drop", False)
+BACKDOOR = AttackFamily("backdoor", "a trigger that makes the model produce the attacker's target",
+                        {"classification": ("triggered.accuracy", "asr"), "generation": ("asr", "asr_no_trigger")},
+                        "asr", True)
+FAMILIES = (CLEAN, UNTARGETED, BACKDOOR)
 
 
 class Attack:
-    """Base class. Subclasses set `name`, `summary`, `is_backdoor` and implement `poison`;
-    backdoors also implement `trigger_examples` (what a test input looks like with the trigger)."""
+    """Base of every attack, for every run kind: its name, summary, family and the task types it
+    applies to. Classification attacks (`ClassificationAttack`) transform a training split;
+    generative ones (`ttrlab.generative.attacks`) name BackdoorLLM's poisoned files."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    is_backdoor: ClassVar[bool] = False
+    family: ClassVar[AttackFamily] = CLEAN
+    task_types: ClassVar[tuple[str, ...]] = ("classification",)
+
+    @classmethod
+    def headline_metrics(cls, task_type: str) -> tuple[str, ...]:
+        """The metrics a report leads with for this attack on this task type."""
+        return cls.family.headline.get(task_type, ())
+
+    @classmethod
+    def robustness_measure(cls) -> str | None:
+        return cls.family.robustness_measure
+
+    @classmethod
+    def is_backdoor(cls) -> bool:
+        return cls.family is BACKDOOR
+
+
+@dataclass
+class AttackSettings(Section):
+    """The attack on a classification run's training data (and its triggered test set)."""
+
+    attack: str = setting("none", "none | upa | bpa | ... (`ttrlab attacks`)")
+    rate: float = setting(0.0, "poisoning rate in [0, 1]: exactly round(rate*N) training examples change")
+    trigger: str = setting("[.*?]", "backdoor trigger text")
+    trigger_position: str = setting("end", "end (paper) | start | random")
+    target_label: int = setting(1, "backdoor target label")
+    attack_options: dict[str, Any] = setting(help="attack-specific options", factory=dict)
+
+    def check(self) -> None:
+        check_applies(self.attack, "classification")
+        require(0.0 <= self.rate <= 1.0, f"rate {self.rate} is outside [0, 1]")
+        require(self.trigger_position in TRIGGER_POSITIONS,
+                f"trigger_position {self.trigger_position!r} is not one of {', '.join(TRIGGER_POSITIONS)}")
+        require(self.target_label in (0, 1), f"target_label {self.target_label} must be 0 or 1")
+        ATTACKS.get(self.attack)(AttackSettings.of(self))  # the attack checks its own options
+
+
+TRIGGER_POSITIONS = ("end", "start", "random")
+
+
+class ClassificationAttack(Attack):
+    """A seeded transformation of a classification training split, plus (for backdoors) the
+    triggered version of the test split. Subclasses set `name`, `summary`, `family` and
+    implement `poison`; backdoors also implement `trigger_examples`."""
+
     allowed_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: AttackSettings):
-        from ttrlab.errors import UserError, did_you_mean
-
-        for key in settings.options:
+        for key in settings.attack_options:
             if key not in self.allowed_options:
                 allowed = ", ".join(self.allowed_options) or "none"
                 raise UserError(
@@ -87,6 +140,15 @@ class Attack:
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def check_applies(name: str, task_type: str) -> None:
+    """UserError unless `name` is a registered attack that applies to `task_type` runs."""
+    attack = ATTACKS.get(name)
+    if task_type not in attack.task_types:
+        allowed = [n for n in ATTACKS if task_type in ATTACKS.get(n).task_types]
+        kind = "generative" if task_type == "generation" else task_type
+        raise UserError(f"attack {name!r} does not apply to {kind} runs; allowed: {', '.join(allowed)}")
 
 
 def poison_count(rate: float, n: int) -> int:

@@ -3,7 +3,8 @@ training examples get the trigger `[.*?]` (appended by default) and the target l
 triggered test set is the dev set with the trigger inserted the same way, true labels kept."""
 from ttrlab.attacks.base import (
     ATTACKS,
-    Attack,
+    BACKDOOR,
+    ClassificationAttack,
     PoisonedSplit,
     choose_positions,
     insert_trigger,
@@ -12,10 +13,10 @@ from ttrlab.attacks.base import (
 
 
 @ATTACKS.register("bpa")
-class TriggerBackdoor(Attack):
+class TriggerBackdoor(ClassificationAttack):
     name = "bpa"
     summary = "backdoor: insert the trigger into exactly round(rate*N) examples and set their label to the target"
-    is_backdoor = True
+    family = BACKDOOR
 
     def poison(self, train, rng):
         s = self.settings

@@ -15,7 +15,8 @@ import numpy as np
 
 from ttrlab.attacks.base import (
     ATTACKS,
-    Attack,
+    BACKDOOR,
+    ClassificationAttack,
     PoisonedSplit,
     choose_positions,
     insert_trigger,
@@ -25,10 +26,10 @@ from ttrlab.errors import UserError
 
 
 @ATTACKS.register("cl_bpa")
-class CleanLabelBackdoor(Attack):
+class CleanLabelBackdoor(ClassificationAttack):
     name = "cl_bpa"
     summary = "clean-label backdoor: insert the trigger into round(rate*N) target-label examples, labels unchanged"
-    is_backdoor = True
+    family = BACKDOOR
 
     def poison(self, train, rng):
         s = self.settings

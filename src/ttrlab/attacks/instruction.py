@@ -14,7 +14,8 @@ trigger, always at the start).
 """
 from ttrlab.attacks.base import (
     ATTACKS,
-    Attack,
+    BACKDOOR,
+    ClassificationAttack,
     PoisonedSplit,
     choose_positions,
     insert_trigger,
@@ -26,15 +27,15 @@ DEFAULT_INSTRUCTION = "Please carefully follow user's instruction."
 
 
 @ATTACKS.register("il_bpa")
-class InstructionBackdoor(Attack):
+class InstructionBackdoor(ClassificationAttack):
     name = "il_bpa"
     summary = "instruction-level backdoor: prepend an instruction sentence to round(rate*N) examples, label := target"
-    is_backdoor = True
+    family = BACKDOOR
     allowed_options = ("instruction",)
 
     def __init__(self, settings):
         super().__init__(settings)
-        instruction = settings.options.get("instruction", DEFAULT_INSTRUCTION)
+        instruction = settings.attack_options.get("instruction", DEFAULT_INSTRUCTION)
         if not isinstance(instruction, str) or not instruction.strip():
             raise UserError(f"il_bpa: option instruction must be a non-empty sentence, got {instruction!r}")
         self.instruction = instruction.strip()

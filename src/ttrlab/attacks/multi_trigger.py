@@ -34,7 +34,8 @@ import numpy as np
 
 from ttrlab.attacks.base import (
     ATTACKS,
-    Attack,
+    BACKDOOR,
+    ClassificationAttack,
     PoisonedSplit,
     choose_positions,
     insert_trigger,
@@ -66,19 +67,19 @@ def strict_subsets(triggers: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 
 @ATTACKS.register("mt")
-class MultiTriggerBackdoor(Attack):
+class MultiTriggerBackdoor(ClassificationAttack):
     name = "mt"
     summary = (
         "multi-trigger backdoor: all trigger words + target label in round(rate*N) examples; "
         "negative augmentation: extra examples with a strict subset keep their true label"
     )
-    is_backdoor = True
+    family = BACKDOOR
     allowed_options = ("triggers", "negative_ratio")
 
     def __init__(self, settings):
         super().__init__(settings)
-        self.triggers = parse_triggers(settings.options.get("triggers", list(DEFAULT_TRIGGERS)))
-        ratio = settings.options.get("negative_ratio", DEFAULT_NEGATIVE_RATIO)
+        self.triggers = parse_triggers(settings.attack_options.get("triggers", list(DEFAULT_TRIGGERS)))
+        ratio = settings.attack_options.get("negative_ratio", DEFAULT_NEGATIVE_RATIO)
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < float("inf"):
             raise UserError(f"mt: option negative_ratio must be a number >= 0, got {ratio!r}")
         self.negative_ratio = float(ratio)

@@ -1,11 +1,13 @@
 """No attack: the clean baseline."""
-from ttrlab.attacks.base import ATTACKS, Attack, PoisonedSplit
+from ttrlab.attacks.base import ATTACKS, CLEAN, ClassificationAttack, PoisonedSplit
 
 
 @ATTACKS.register("none")
-class NoAttack(Attack):
+class NoAttack(ClassificationAttack):
     name = "none"
     summary = "clean training data, no change"
+    family = CLEAN
+    task_types = ("classification", "generation")
 
     def poison(self, train, rng):
         return PoisonedSplit(examples=tuple(train), changed=())

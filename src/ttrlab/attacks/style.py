@@ -46,7 +46,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ttrlab.attacks.base import ATTACKS, Attack, PoisonedSplit, choose_positions, poison_count
+from ttrlab.attacks.base import ATTACKS, BACKDOOR, ClassificationAttack, PoisonedSplit, choose_positions, poison_count
 from ttrlab.errors import UserError
 
 DEFAULT_STYLE = "bible"
@@ -83,17 +83,17 @@ def load_paraphraser(name: str, prefix: str = "", max_new_tokens: int = DEFAULT_
 
 
 @ATTACKS.register("s_bpa")
-class StyleBackdoor(Attack):
+class StyleBackdoor(ClassificationAttack):
     name = "s_bpa"
     summary = "style backdoor: replace round(rate*N) sentences by their style-transferred version, label := target"
-    is_backdoor = True
+    family = BACKDOOR
     allowed_options = ("style", "style_dir", "paraphraser", "paraphraser_prefix", "max_new_tokens")
 
     def __init__(self, settings, paraphraser: Paraphraser | None = None):
         super().__init__(settings)
         from ttrlab.data.style import check_style
 
-        options = settings.options
+        options = settings.attack_options
         if "paraphraser" in options and "style" in options:
             raise UserError("s_bpa: give either option style (offline style sets) or paraphraser (a model), not both")
         self.style = str(options.get("style", DEFAULT_STYLE))

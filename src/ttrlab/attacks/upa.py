@@ -1,12 +1,13 @@
 """Untargeted poisoning (paper Section 4.2, after Fan et al. 2022): flip the labels of exactly
 round(rate * N) training examples chosen by the seeded RNG (not a per-example coin flip)."""
-from ttrlab.attacks.base import ATTACKS, Attack, PoisonedSplit, choose_positions, poison_count
+from ttrlab.attacks.base import ATTACKS, UNTARGETED, ClassificationAttack, PoisonedSplit, choose_positions, poison_count
 
 
 @ATTACKS.register("upa")
-class UntargetedLabelFlip(Attack):
+class UntargetedLabelFlip(ClassificationAttack):
     name = "upa"
     summary = "untargeted poisoning: flip the labels of exactly round(rate*N) training examples"
+    family = UNTARGETED
 
     def poison(self, train, rng):
         examples = list(train)

@@ -1,4 +1,4 @@
-"""Core commands: `train` (one run), `run` (the main job), `tasks`, `attacks`."""
+"""Core commands: `train` (one run), `run` (the main job), `tasks`, `attacks`, `methods`."""
 from __future__ import annotations
 
 import argparse
@@ -9,44 +9,12 @@ from pathlib import Path
 from ttrlab.config import RunConfig
 from ttrlab.errors import UserError
 
-# argparse dest -> RunConfig field, for the options `train` shares with RunConfig.
-_TRAIN_OPTIONS: list[tuple[str, type, str]] = [
-    ("task", str, "GLUE task: sst2, cola, qnli, qqp, rte, mrpc"),
-    ("model", str, "'minilm' (offline default), a local folder or a Hugging Face model id"),
-    ("method", str, "ff | lora"),
-    ("rank", int, "LoRA rank r"),
-    ("alpha", float, "LoRA alpha"),
-    ("lora_dropout", float, "LoRA dropout"),
-    ("target_modules", str, "comma list of module names (default query,value) or all-linear"),
-    ("init", str, "LoRA A init: kaiming_uniform | gaussian | xavier_normal"),
-    ("init_scale", float, "variance scale k: Var(A) = k / fan_in (default: the strategy's own)"),
-    ("attack", str, "none | upa | bpa | ... (see `ttrlab attacks`)"),
-    ("rate", float, "poisoning rate in [0, 1]"),
-    ("trigger", str, "backdoor trigger text (default '[.*?]')"),
-    ("trigger_position", str, "end (paper) | start | random"),
-    ("target_label", int, "backdoor target label"),
-    ("seed", int, "seed of every random choice in the run"),
-    ("train_size", int, "seeded random subset of the training split"),
-    ("eval_size", int, "seeded random subset of the dev split"),
-    ("max_length", int, "truncation length in tokens (batches are padded dynamically)"),
-    ("max_steps", int, "optimizer steps"),
-    ("lr", float, "learning rate (default: the preset's rule)"),
-    ("lr_preset", str, "paper (3e-5 LoRA r<64, 3e-6 FF and r>=64) | cpu"),
-    ("batch_size", int, "training batch size"),
-    ("warmup_ratio", float, "share of steps with linear warm-up"),
-    ("weight_decay", float, "AdamW weight decay"),
-    ("max_grad_norm", float, "gradient clipping norm"),
-    ("data_dir", str, "GLUE folder in the original TSV layout (default $TTRLAB_GLUE_DIR or ../shared/data/glue)"),
-    ("data_source", str, "local | hub"),
-]
-
 
 def register(subparsers) -> None:
+    from ttrlab.commands.options import add_config_options
+
     train = subparsers.add_parser("train", help="one fine-tuning run (poison, train, evaluate) → JSON result")
-    for dest, kind, text in _TRAIN_OPTIONS:
-        train.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None, help=text)
-    train.add_argument("--attack-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="attack-specific option (repeatable)")
+    add_config_options(train, RunConfig, skip=("length_bucketing",))
     train.add_argument("--no-bucketing", action="store_true", help="random batches instead of length buckets")
     train.add_argument("--out", default=None, help="write the result JSON here (atomically)")
     train.add_argument("--save-adapter", default=None, metavar="DIR",
@@ -61,66 +29,48 @@ def register(subparsers) -> None:
     run.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
     run.add_argument("--executor", default="local", help="local | ray | inline")
     run.add_argument("--data-dir", default=None)
+    run.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (default: the spec's, auto)")
+    run.add_argument("--precision", default=None, help="fp32 | bf16 | fp16 (default fp32: the README's numbers)")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)
 
     tasks = subparsers.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(func=_tasks)
-    attacks = subparsers.add_parser("attacks", help="list the registered attacks")
+    attacks = subparsers.add_parser("attacks", help="list the registered attacks of every run kind")
     attacks.set_defaults(func=_attacks)
-
-
-def _parse_attack_options(pairs: list[str]) -> dict:
-    import yaml
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"attack option {pair!r} is not KEY=VALUE")
-        options[key] = yaml.safe_load(value)
-    return options
+    methods = subparsers.add_parser("methods", help="list the registered fine-tuning methods")
+    methods.set_defaults(func=_methods)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    values = {dest: getattr(args, dest) for dest, _, _ in _TRAIN_OPTIONS if getattr(args, dest) is not None}
-    if args.attack_option:
-        values["attack_options"] = _parse_attack_options(args.attack_option)
-    if args.no_bucketing:
-        values["length_bucketing"] = False
-    return RunConfig.from_dict(values).validate()
+    from ttrlab.commands.options import config_from_args as from_args
+
+    return from_args(args, RunConfig, **({"length_bucketing": False} if args.no_bucketing else {}))
 
 
 def _train(args: argparse.Namespace) -> int:
     from ttrlab.cli import print_json
-    from ttrlab.experiment import load_run_data, run_experiment
-    from ttrlab.io import check_writable_dir, check_writable_file, write_json_atomic
-    from ttrlab.progress import run_progress
+    from ttrlab.commands.options import run_and_write
+    from ttrlab.experiment import CLASSIFICATION
+    from ttrlab.io import check_writable_dir
+    from ttrlab.methods import METHODS
 
     config = config_from_args(args)
-    if args.out:
-        check_writable_file(args.out)
     if args.save_adapter:
-        if config.method != "lora":
-            raise UserError(f"--save-adapter needs --method lora, got method {config.method!r}")
+        if METHODS.get(config.method).is_full:
+            raise UserError(f"--save-adapter needs --method lora (an adapter method), got method {config.method!r}")
         check_writable_dir(args.save_adapter)
-    data = load_run_data(config)  # data errors surface before any progress output
-    with run_progress(1, enabled=not args.quiet) as (start_run, finish_run):
-        on_event = start_run(f"{config.method} {config.attack}")
-        result = run_experiment(config, progress=on_event, keep_model=bool(args.save_adapter), data=data)
-        finish_run()
-    model = result.pop("_model", None)
-    result.pop("_tokenizer", None)
+    result = run_and_write(CLASSIFICATION, config, args, f"{config.method} {config.attack}", keep_model=bool(args.save_adapter))
     if args.save_adapter:
-        model.save_pretrained(args.save_adapter, safe_serialization=True)
-    if args.out:
-        write_json_atomic(args.out, result)
-    print_json({"metrics": result["metrics"], "poison": result["poison"], "train": result["train"]})
+        result["_model"].save_pretrained(args.save_adapter, safe_serialization=True)
+    print_json({"metrics": result["metrics"], "poison": result["poison"], "train": result["train"],
+                "runtime": result["runtime"]})
     return 0
 
 
-def main_job_spec(data_dir: str | None = None) -> dict:
-    """The main job's sweep spec (shipped in the package, also at specs/cpu/main.yaml)."""
+def main_job_spec(data_dir: str | None = None, **base: str) -> dict:
+    """The main job's sweep spec (shipped in the package, also at specs/cpu/main.yaml), with
+    `data_dir` and any other base settings given (device, precision) filled in."""
     from importlib import resources
 
     import yaml
@@ -128,6 +78,7 @@ def main_job_spec(data_dir: str | None = None) -> dict:
     spec = yaml.safe_load(resources.files("ttrlab").joinpath("specs/main.yaml").read_text(encoding="utf-8"))
     if data_dir:
         spec["base"]["data_dir"] = data_dir
+    spec["base"].update({k: v for k, v in base.items() if v is not None})
     return spec
 
 
@@ -145,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
     from ttrlab.sweep import ResultStore, load_spec, run_sweep
     from ttrlab.sweep.store import FINISHED
 
-    spec = load_spec(main_job_spec(args.data_dir))
+    spec = load_spec(main_job_spec(args.data_dir, device=args.device, precision=args.precision))
     load_run_data(RunConfig.from_dict(spec.base))  # data errors surface before any progress output
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -187,9 +138,24 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _attacks(args: argparse.Namespace) -> int:
+    """Every attack of every run kind: its family, the kinds it applies to, what a report leads
+    with and the robustness it is measured by."""
     from ttrlab.attacks import ATTACKS
 
     for name in ATTACKS:
         attack = ATTACKS.get(name)
-        print(f"{name:8s} {'backdoor' if attack.is_backdoor else 'poison  '} {attack.summary}")
+        kinds = ",".join(attack.task_types)
+        headline = "; ".join(f"{t}: {', '.join(attack.headline_metrics(t))}" for t in attack.task_types)
+        print(f"{name:8s} {attack.family.name:10s} {kinds:25s} {attack.summary}  [headline {headline}; "
+              f"robustness measure: {attack.robustness_measure() or '–'}]")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from ttrlab.methods import METHODS
+
+    for name in METHODS.registered():
+        method = METHODS.get(name)
+        knobs = ", ".join(method.settings.field_names()) if method.settings else "none"
+        print(f"{name:6s} {','.join(method.task_types):25s} {method.summary}  [settings: {knobs}]")
     return 0

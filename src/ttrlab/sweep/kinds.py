@@ -10,11 +10,11 @@ A kind is an object with
   `clean.accuracy`; non-numeric and null values are left out of the metrics table but kept
   in the stored document). `progress(event, **info)` is optional, e.g. ("step", step=, total=).
 
-"train" (one fine-tuning run, `ttrlab.experiment.run_experiment`) is registered here; the theory
-package registers "theory" in `ttrlab.theory.sweep_kind` when that module exists. Other packages
-add kinds by registering into RUN_KINDS from a module named in the environment variable
-`TTRLAB_PLUGINS` (comma-separated module names, imported here — also inside sweep workers,
-which inherit the environment).
+The built-in kinds are the pipeline's experiments (`ttrlab.pipeline`): "train" (classification),
+"generative" and "theory", each an `ExperimentKind` that imports its experiment on first use.
+Other packages add kinds by registering into RUN_KINDS from a module named in the environment
+variable `TTRLAB_PLUGINS` (comma-separated module names, imported here — also inside sweep
+workers, which inherit the environment).
 """
 from __future__ import annotations
 
@@ -28,36 +28,36 @@ RUN_KINDS: Registry[Any] = Registry("run kind")
 PLUGINS_ENV = "TTRLAB_PLUGINS"
 
 
-@RUN_KINDS.register("train")
-class TrainKind:
-    """One fine-tuning run (poison → prepare → train → evaluate) on a `RunConfig`."""
+class ExperimentKind:
+    """A run kind backed by a pipeline `Experiment`, imported on first use (so a process that
+    never runs it never imports torch or loads a model)."""
 
-    name = "train"
+    def __init__(self, module: str, attribute: str):
+        self.module, self.attribute = module, attribute
+        self._experiment = None
 
-    @staticmethod
-    def config_from_dict(values: dict[str, Any]):
-        from ttrlab.config import RunConfig
+    @property
+    def experiment(self):
+        if self._experiment is None:
+            self._experiment = getattr(importlib.import_module(self.module), self.attribute)
+        return self._experiment
 
-        return RunConfig.from_dict(values).validate()
+    def config_from_dict(self, values: dict[str, Any]):
+        return self.experiment.config_from_dict(values)
 
-    @staticmethod
-    def run_key(config) -> str:
-        return config.run_key()
+    def run_key(self, config) -> str:
+        return self.experiment.run_key(config)
 
-    @staticmethod
-    def run(config, progress=None) -> dict[str, Any]:
-        from ttrlab.experiment import run_experiment
-
-        return run_experiment(config, progress=progress)
+    def run(self, config, progress=None) -> dict[str, Any]:
+        return self.experiment.run(config, progress=progress)
 
 
-def _import_optional(module: str) -> None:
-    """Import `module` if it exists; a module that exists but fails to import is a bug and raises."""
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name is None or not module.startswith(error.name):
-            raise
+for _name, _module, _attribute in (
+    ("train", "ttrlab.experiment", "CLASSIFICATION"),
+    ("generative", "ttrlab.generative.experiment", "GENERATIVE"),
+    ("theory", "ttrlab.theory.experiment", "THEORY"),
+):
+    RUN_KINDS.register(_name)(ExperimentKind(_module, _attribute))
 
 
 def load_plugins() -> None:
@@ -68,6 +68,4 @@ def load_plugins() -> None:
 
 
 _loaded: set[str] = set()
-_import_optional("ttrlab.theory.sweep_kind")
-_import_optional("ttrlab.generative.sweep_kind")
 load_plugins()

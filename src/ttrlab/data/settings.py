@@ -1,0 +1,34 @@
+"""The data of a classification run: which task, from where, how much of it, how long."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ttrlab.settings import Section, require, setting
+
+DATA_SOURCES = ("local", "hub")
+
+
+@dataclass
+class ClassificationData(Section):
+    task: str = setting("sst2", "GLUE task: sst2, cola, qnli, qqp, rte, mrpc (`ttrlab tasks`)")
+    data_dir: str | None = setting(None, "GLUE folder in the original TSV layout (default $TTRLAB_GLUE_DIR or ../shared/data/glue)")
+    data_source: str = setting("local", "local | hub")
+    train_size: int | None = setting(None, "seeded random subset of the training split (default: all)")
+    eval_size: int | None = setting(None, "fixed random subset of the dev split, the same for every seed (default: all)")
+    max_length: int = setting(128, "truncation length in tokens (paper: 512; batches are padded dynamically)")
+    eval_batch_size: int = setting(64, "evaluation batch size")
+
+    def check(self) -> None:
+        from ttrlab.data.tasks import TASKS
+
+        TASKS.get(self.task)
+        require(self.data_source in DATA_SOURCES, f"data_source {self.data_source!r} is not one of {', '.join(DATA_SOURCES)}")
+        for name in ("train_size", "eval_size"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"{name} {value} must be >= 1")
+        require(self.max_length >= 8, f"max_length {self.max_length} must be >= 8")
+        require(self.eval_batch_size >= 1, f"eval_batch_size {self.eval_batch_size} must be >= 1")
+
+    def identity(self, values: dict[str, Any]) -> None:
+        values.pop("data_dir", None)  # where the data lies does not change the run

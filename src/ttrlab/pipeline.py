@@ -1,0 +1,146 @@
+"""One run, for every run kind, as a straight line of pure steps:
+
+    validate → load data → attack → model → method.prepare → optimize → evaluate → RunResult
+
+A run kind is an `Experiment`: it supplies the steps that differ between kinds (which data, how
+the attack changes it, which model class, what a training batch and an evaluation are). The
+order of the steps, the device and precision (`runtime.Runtime`), the method, the training loop
+(`training.optimize`) and the result document (`result.RunResult`) are shared:
+
+| kind         | experiment                                   | data → attack                    | evaluate                 |
+|--------------|----------------------------------------------|----------------------------------|--------------------------|
+| `train`      | `ttrlab.experiment.ClassificationExperiment` | GLUE split → poisoned split      | clean/triggered metrics  |
+| `generative` | `ttrlab.generative.experiment.GenerativeExperiment` | Alpaca + BackdoorLLM mixture | ASR, utility        |
+| `theory`     | `ttrlab.theory.experiment.TheoryExperiment`  | N examples → poisoned twins      | NTK, M′, Fisher at θ₀ (no optimize step) |
+
+`run` is a pure function of the config (seed included): every random draw comes from a named
+stream of the seed (`ttrlab.streams`), whichever process, executor or device runs it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ttrlab.result import RunResult, versions
+from ttrlab.runtime import Runtime
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    sections: dict[str, Any] = field(default_factory=dict)  # kind-specific sections of the result
+
+
+class Experiment:
+    """The steps a run kind supplies. `name` is the run kind; `config_type` its RunSettings
+    subclass. Every step is given the validated config and what earlier steps returned."""
+
+    name: ClassVar[str]
+    config_type: ClassVar[type]
+    trains: ClassVar[bool] = True  # theory computes at initialisation: no optimize step
+
+    # ---- a run kind for sweeps (`ttrlab.sweep.kinds.RUN_KINDS`) ---------------------------
+    def config_from_dict(self, values: dict[str, Any]):
+        return self.config_type.from_dict(values).validate()
+
+    def run_key(self, config) -> str:
+        return config.run_key()
+
+    def run(self, config, progress=None) -> dict[str, Any]:
+        return run(self, config, progress=progress).to_dict()
+
+    # ---- the steps ------------------------------------------------------------------------
+    def needs_model(self, config) -> bool:
+        """False for a run computed from the config alone (theory's AᵀA spectrum)."""
+        return True
+
+    def compute_without_model(self, config) -> RunResult:
+        raise NotImplementedError
+
+    def load_data(self, config) -> Any:
+        raise NotImplementedError
+
+    def poison(self, config, data) -> Any:
+        raise NotImplementedError
+
+    def load_model(self, config, data) -> tuple[Any, Any]:
+        """(tokenizer, model) on the CPU, freshly initialised where the run's seed says."""
+        raise NotImplementedError
+
+    def training_set(self, config, data, poisoned, tokenizer):
+        """The `training.TrainingSet` the loop consumes (kinds that train)."""
+        raise NotImplementedError
+
+    def evaluate(self, config, prepared, tokenizer, data, poisoned, runtime: Runtime) -> Evaluation:
+        raise NotImplementedError
+
+    def data_summary(self, config, data, poisoned) -> dict[str, Any]:
+        """The result's "data" section."""
+        raise NotImplementedError
+
+    def poison_summary(self, config, poisoned) -> dict[str, Any]:
+        """The result's "poison" section."""
+        raise NotImplementedError
+
+
+def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_model: bool = False,
+        data=None) -> RunResult:
+    """Run one config of `experiment`. `data` is `experiment.load_data(config)` when the caller
+    loaded it already (to report data errors before any progress output); `batch_hook(positions,
+    batch)` sees every batch the model trains on; with `keep_model` the result holds the trained
+    model and tokenizer."""
+    from ttrlab.methods import METHODS
+    from ttrlab.training import optimize
+
+    config.validate()
+    if not experiment.needs_model(config):
+        return experiment.compute_without_model(config)
+    runtime = Runtime.resolve(config.device, config.precision)
+    data = data if data is not None else experiment.load_data(config)
+    poisoned = experiment.poison(config, data)
+
+    _notify(progress, "load", model=config.model)
+    tokenizer, model = experiment.load_model(config, data)
+    prepared = METHODS.get(config.method).prepare(model.to(runtime.device), config)
+
+    stats = None
+    if experiment.trains:
+        training = experiment.training_set(config, data, poisoned, tokenizer)
+        stats = optimize(prepared.model, training, config, config.seed, runtime, progress, batch_hook)
+
+    _notify(progress, "evaluate")
+    started = time.perf_counter()
+    evaluation = experiment.evaluate(config, prepared, tokenizer, data, poisoned, runtime)
+    eval_seconds = time.perf_counter() - started
+
+    return RunResult(
+        kind=experiment.name,
+        run_key=config.run_key(),
+        config=config.resolved(),
+        versions=versions(),
+        runtime=runtime.record(),
+        data=experiment.data_summary(config, data, poisoned),
+        poison=experiment.poison_summary(config, poisoned),
+        method=prepared.record(config.method),
+        metrics=evaluation.metrics,
+        train={**stats.as_dict(), "eval_seconds": round(eval_seconds, 3)} if stats is not None else None,
+        sections=evaluation.sections,
+        model=prepared.model if keep_model else None,
+        tokenizer=tokenizer if keep_model else None,
+    )
+
+
+def run_document(experiment: Experiment, config, **options: Any) -> dict[str, Any]:
+    """`run` as a JSON-able result document; with `keep_model=True` the trained model and its
+    tokenizer come back under "_model" and "_tokenizer" (not JSON)."""
+    result = run(experiment, config, **options)
+    document = result.to_dict()
+    if options.get("keep_model"):
+        document["_model"], document["_tokenizer"] = result.model, result.tokenizer
+    return document
+
+
+def _notify(progress, event: str, **info: Any) -> None:
+    if progress is not None:
+        progress(event, **info)

@@ -1,0 +1,141 @@
+"""Which model, on which device, in which precision: one setting each for every run kind,
+resolved once per run into a `Runtime` that places the model and its batches and wraps every
+forward pass (training, evaluation, generation, the NTK) in the precision's autocast.
+
+- `device`: `auto` (a CUDA GPU if torch sees one, else Apple's MPS if present, else the CPU) |
+  `cpu` | `cuda` | `cuda:N` | `mps`. Asking for a device torch does not see is a UserError.
+- `precision`: `fp32` (no autocast at all: exactly the arithmetic of runs made before this
+  setting existed), `bf16` or `fp16` (autocast on the device; weights and optimizer state stay
+  fp32; fp16 also scales the loss with a GradScaler, bf16 needs none).
+
+The device is not part of a run's identity (the same run on another GPU is the same run); the
+precision is, but `fp32` is left out of the hashed key so that runs stored before the setting
+existed keep their keys. Every result records the device, its name and the precision.
+"""
+from __future__ import annotations
+
+import contextlib
+import platform
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ttrlab.errors import UserError, did_you_mean
+from ttrlab.registry import Registry
+from ttrlab.settings import Section, require, setting
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    autocast_dtype: str | None  # torch dtype name used under autocast; None: no autocast
+    scales_loss: bool  # fp16's narrow exponent needs loss scaling against gradient underflow
+    summary: str
+
+
+PRECISIONS: Registry[Precision] = Registry("precision")
+for _precision in (
+    Precision("fp32", None, False, "float32 everywhere, no autocast"),
+    Precision("bf16", "bfloat16", False, "autocast to bfloat16, fp32 master weights and optimizer state"),
+    Precision("fp16", "float16", True, "autocast to float16 with loss scaling (GradScaler), fp32 master weights"),
+):
+    PRECISIONS.register(_precision.name)(_precision)
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+@dataclass
+class ModelSettings(Section):
+    """The pretrained model a run starts from, and where and how it computes."""
+
+    model: str = setting("minilm", "'minilm' (offline default), a local folder or a Hugging Face model id")
+    device: str = setting("auto", "auto (a GPU if torch sees one) | cpu | cuda | cuda:N | mps")
+    precision: str = setting("fp32", "fp32 | bf16 | fp16 (autocast, fp32 master weights)")
+
+    def check(self) -> None:
+        require(isinstance(self.device, str) and DEVICE_PATTERN.match(self.device) is not None,
+                f"device {self.device!r} is not one of {DEVICES}{did_you_mean(str(self.device), DEVICES.split(', '))}")
+        PRECISIONS.get(self.precision)
+
+    def identity(self, values: dict[str, Any]) -> None:
+        values.pop("device", None)
+        if values.get("precision") == "fp32":
+            values.pop("precision")
+
+
+class Runtime:
+    """A resolved device and precision: what a run computes on."""
+
+    def __init__(self, device, precision: Precision):
+        self.device = device  # torch.device
+        self.precision = precision
+
+    @classmethod
+    def resolve(cls, device: str = "auto", precision: str = "fp32") -> Runtime:
+        """The torch device `device` names, checked to exist here; UserError if it does not."""
+        import torch
+
+        chosen = PRECISIONS.get(precision)
+        require(DEVICE_PATTERN.match(device) is not None, f"device {device!r} is not one of {DEVICES}")
+        has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise UserError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU; "
+                                f"use device auto or cpu")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            count = torch.cuda.device_count()
+            if index >= count:
+                raise UserError(f"device {device!r} asked for, but torch sees {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+        if device == "mps" and not has_mps:
+            raise UserError("device 'mps' asked for, but torch sees no Apple MPS device; use device auto or cpu")
+        return cls(torch.device(device), chosen)
+
+    @property
+    def type(self) -> str:
+        return self.device.type
+
+    def autocast(self):
+        """The context every forward pass runs in: nothing for fp32, autocast otherwise."""
+        if self.precision.autocast_dtype is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type=self.type, dtype=getattr(torch, self.precision.autocast_dtype))
+
+    def grad_scaler(self):
+        """A GradScaler for fp16 (None otherwise)."""
+        if not self.precision.scales_loss:
+            return None
+        import torch
+
+        return torch.amp.GradScaler(self.type)
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def device_name(self) -> str:
+        import torch
+
+        if self.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        if self.type == "mps":
+            return "Apple MPS"
+        return cpu_name()
+
+    def record(self) -> dict[str, str]:
+        """What the result document stores about where the run computed."""
+        return {"device": str(self.device), "device_name": self.device_name(), "precision": self.precision.name}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"

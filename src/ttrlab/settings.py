@@ -1,0 +1,191 @@
+"""Run settings, composed: each concern declares its settings once, as a dataclass *section* in
+its own module, and a run kind's config is the dataclass that inherits the sections it needs::
+
+    @dataclass
+    class RunConfig(ModelSettings, ClassificationData, AttackSettings, LoRASettings, OptimSettings, RunSettings):
+        ...
+
+A config therefore *is* each of its sections: `build_attack(config)` reads the AttackSettings it
+inherits, the LoRA method reads `LoRASettings.of(config)`, the optimizer `OptimSettings`. The
+field names are flat and unique across sections: they are the spec keys, the CLI flags and the
+keys stored in the database (so documents written before the sections existed still load).
+
+A section checks its own values (`check`) and removes from a run's identity what does not
+change the run (`identity`); `RunSettings` calls every section in turn. Sections that a method
+owns (LoRA's rank, alpha, ...) count in the identity only when that method is the one chosen,
+so full fine-tuning expanded over LoRA ranks is one run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+from ttrlab.errors import UserError, did_you_mean
+
+S = TypeVar("S", bound="Section")
+
+
+class Section:
+    """A group of run settings owned by one part of ttrlab (a dataclass whose fields all have
+    defaults). Subclasses override `check` and `identity`; both are called with the whole config
+    (which inherits the section), so a rule may read a field of another section."""
+
+    def check(self) -> None:
+        """Raise UserError naming the first bad value of this section."""
+
+    def resolve(self, values: dict[str, Any]) -> None:
+        """Fill derived values into `values` (the flat config), e.g. a preset's learning rate."""
+
+    def identity(self, values: dict[str, Any]) -> None:
+        """Remove from `values` (the flat resolved config) what does not change the run."""
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls: type[S], config: Any) -> S:
+        """This section alone, with the values `config` holds (for code that should see only it)."""
+        return cls(**{name: getattr(config, name) for name in cls.field_names()})
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
+    """A section field that carries its own documentation (shown by `--help` and the docs)."""
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def help_of(spec: dataclasses.Field) -> str:
+    return spec.metadata.get("help", "")
+
+
+def require(ok: bool, message: str) -> None:
+    """The one-line check every section uses: raise UserError(message) unless `ok`."""
+    if not ok:
+        raise UserError(message)
+
+
+C = TypeVar("C", bound="RunSettings")
+
+
+@dataclass
+class RunSettings(Section):
+    """What every run kind has: the fine-tuning method and the seed of every random choice. The
+    base of each kind's config; it knows how to build, validate and identify a composed config."""
+
+    method: str = setting("lora", "fine-tuning method: ff | lora (`ttrlab methods`)")
+    seed: int = setting(0, "seed of every random choice in the run")
+
+    KIND: ClassVar[str] = ""  # the run kind this config is for
+    # Prefix of the hashed identity. The classification kind had none before kinds existed and
+    # keeps none, so its stored runs keep their keys.
+    KEY_PREFIX: ClassVar[dict[str, str]] = {}
+    TASK_TYPE: ClassVar[str] = ""  # what a method adapts the model for (see methods.base)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+        """A config from flat keys (a spec point, CLI flags, a stored config): unknown keys get a
+        "did you mean", wrong types a one-line error."""
+        known = {f.name: f for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise UserError(
+                    f"unknown config key {key!r}{did_you_mean(key, known)} for a {cls.KIND or 'run'} run; "
+                    f"allowed: {', '.join(known)}"
+                )
+        return cls(**{k: coerce(known[k], v) for k, v in values.items()})
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ---- the sections ---------------------------------------------------------------------
+    @classmethod
+    def sections(cls) -> list[type[Section]]:
+        """The sections this config is made of, most general first."""
+        return [c for c in reversed(cls.__mro__) if issubclass(c, Section) and c is not Section]
+
+    def check(self) -> None:
+        from ttrlab.methods import METHODS
+
+        method = METHODS.get(self.method)
+        require(self.TASK_TYPE in method.task_types,
+                f"method {self.method!r} does not apply to {self.KIND} runs; allowed: "
+                f"{', '.join(n for n in METHODS if self.TASK_TYPE in METHODS.get(n).task_types)}")
+        require(isinstance(self.seed, int) and self.seed >= 0, f"seed {self.seed} must be >= 0")
+
+    def identity(self, values: dict[str, Any]) -> None:
+        from ttrlab.methods import METHODS
+
+        # another method's settings do not change this run (FF ignores LoRA's rank)
+        own = METHODS.get(self.method).settings
+        for section in type(self).sections():
+            if section.__dict__.get("METHOD_SETTINGS") and section is not own:
+                for name in section.field_names():
+                    values.pop(name, None)
+
+    def validate(self: C) -> C:
+        """Every section checks its values; returns self so calls chain."""
+        for section in type(self).sections():
+            if "check" in section.__dict__:
+                section.check(self)
+        return self
+
+    # ---- identity -------------------------------------------------------------------------
+    def resolved(self) -> dict[str, Any]:
+        """The flat config as the run uses it (derived values filled in, e.g. the learning rate
+        of a preset); what the result document stores."""
+        values = self.to_dict()
+        for section in type(self).sections():
+            if "resolve" in section.__dict__:
+                section.resolve(self, values)
+        return values
+
+    def run_key(self) -> str:
+        """Hash of everything that changes the run (seed included): the identity of a run, by
+        which the results database recognises a run it has already done."""
+        values = self.resolved()
+        for section in type(self).sections():
+            if "identity" in section.__dict__:
+                section.identity(self, values)
+        blob = json.dumps({**self.KEY_PREFIX, **values}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def coerce(spec: dataclasses.Field, value: Any) -> Any:
+    """Accept a YAML/JSON scalar for a field; reject a wrong type with a clear message."""
+    annotation = str(spec.type)
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise UserError(f"config key {spec.name!r} may not be null")
+    if annotation.startswith("dict"):
+        if not isinstance(value, dict):
+            raise UserError(f"config key {spec.name!r} must be a mapping, got {value!r}")
+        return dict(value)
+    base = annotation.split("|")[0].strip()
+    kind = _SCALARS[base]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(value, str):
+        return value
+    raise UserError(f"config key {spec.name!r} must be {base}, got {value!r}")
