@@ -103,7 +103,7 @@ def test_layerwise_engine_matches_brute_force_in_small_ghost_blocks_and_wide_bat
     """Every parameter through the layer-wise engine (BERT's position embeddings arrive
     batch-broadcast as [1, L] and must still come out per sample); tiny ghost blocks and a
     one-byte budget force many blocks, explicit vs ghost choices and one pass per layer."""
-    from ttrlab.theory import layerwise_ntk
+    from ttrlab.theory._src import layerwise as layerwise_ntk
 
     model = tiny_bert()
     x = batch(n=9, length=8)

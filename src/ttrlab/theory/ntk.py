@@ -47,7 +47,7 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from ttrlab.errors import UserError
-from ttrlab.theory import layerwise_ntk as layerwise
+from ttrlab.theory._src import layerwise
 
 # A sample function maps (parameters by name, one sample's tensors...) to that sample's logits [O].
 SampleFunction = Callable[..., torch.Tensor]

@@ -1,0 +1,1 @@
+"""The machinery behind `ttrlab.theory.ntk` (private: import from `ttrlab.theory.ntk`)."""
