@@ -32,7 +32,7 @@ from ttrlab import RunConfig  # noqa: E402
 from ttrlab.experiment import load_run_data  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
 from ttrlab.models import load_classifier  # noqa: E402
-from ttrlab.training import encode, train  # noqa: E402
+from ttrlab.training import classification_training_set, encode, optimize  # noqa: E402
 
 hf_logging.set_verbosity_error()
 
@@ -91,9 +91,8 @@ def run_trainer(config, examples, pad_to_max: bool, steps: int, max_length: int)
 
 def run_ttrlab(config, examples, bucketing: bool, steps: int, max_length: int):
     tokenizer, model = fresh_lora(config)
-    stats = train(model, tokenizer, examples, lr=config.learning_rate(), max_steps=steps, batch_size=config.batch_size,
-                  max_length=max_length, seed=config.seed, warmup_ratio=config.warmup_ratio,
-                  max_grad_norm=config.max_grad_norm, length_bucketing=bucketing)
+    training = classification_training_set(tokenizer, examples, max_length)
+    stats = optimize(model, training, config.replace(max_steps=steps, length_bucketing=bucketing), config.seed)
     return stats.seconds, stats.tokens, stats.padded_tokens, non_embedding_parameters(model)
 
 
@@ -107,7 +106,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = RunConfig(task="sst2", method="lora", rank=8, alpha=16, train_size=2000, lr_preset="cpu", seed=0)
-    _, examples, _ = load_run_data(config)
+    examples = load_run_data(config).train
     peak = matmul_peak_gflops()
 
     rows = []

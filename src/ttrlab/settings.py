@@ -148,14 +148,18 @@ class RunSettings(Section):
                 section.resolve(self, values)
         return values
 
-    def run_key(self) -> str:
-        """Hash of everything that changes the run (seed included): the identity of a run, by
-        which the results database recognises a run it has already done."""
+    def identity_values(self) -> dict[str, Any]:
+        """The resolved config without what does not change the run (each section decides)."""
         values = self.resolved()
         for section in type(self).sections():
             if "identity" in section.__dict__:
                 section.identity(self, values)
-        blob = json.dumps({**self.KEY_PREFIX, **values}, sort_keys=True, separators=(",", ":"))
+        return values
+
+    def run_key(self) -> str:
+        """Hash of everything that changes the run (seed included): the identity of a run, by
+        which the results database recognises a run it has already done."""
+        blob = json.dumps({**self.KEY_PREFIX, **self.identity_values()}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
