@@ -4,7 +4,8 @@ Public API: `GenConfig` (one run's settings) and `run_generative(config) -> resu
 The pieces: `models` (the offline `smollm2` alias), `template` (one prompt format for training
 and evaluation), `data` (Alpaca + BackdoorLLM mixture, evaluation prompts), `train` (SFT with
 response-only loss), `judge` (refusal judges), `evaluate` (greedy generation, perplexity,
-ROUGE-L), `experiment` (the run), `commands` (`ttrlab gen-train`), `sweep_kind` ("generative").
+ROUGE-L), `experiment` (the "generative" run kind: the pipeline's steps), `commands`
+(`ttrlab gen-train`). The attacks are BackdoorLLM's (`ttrlab.attacks.backdoorllm`).
 """
 from ttrlab.generative.config import GenConfig
 
