@@ -2,7 +2,7 @@
 stop, and a real SIGKILL of a `ttrlab sweep` subprocess followed by a resume.
 
 The runs here use a test-only run kind ("sleepy": sleeps, reports steps, returns metrics
-derived from its config) written into tmp_path and loaded through TTRLAB_PLUGINS, the same
+derived from its config, and the CUDA_VISIBLE_DEVICES its process saw) written into tmp_path and loaded through TTRLAB_PLUGINS, the same
 way a user adds a kind — so it reaches the spawned workers and the CLI subprocess.
 """
 import json
@@ -49,7 +49,7 @@ SLEEPY_KIND = textwrap.dedent('''
             if config["fail"]:
                 raise RuntimeError(f"asked to fail at x={config['x']}")
             return {"metrics": {"value": config["x"] * 10 + config["seed"], "nested": {"pid": os.getpid(), "none": None}},
-                    "versions": {"sleepy": "1"}}
+                    "versions": {"sleepy": "1"}, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     if "sleepy" not in RUN_KINDS:
         RUN_KINDS.register("sleepy")(Sleepy())
@@ -281,3 +281,45 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(sleepy, tmp_path):
     assert 1 <= len(stored) < 6 and all(r[1] == "finished" for r in stored)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0 and len(rows(db)) == 6
+
+
+def test_piped_sweep_prints_one_line_per_finished_run(sleepy, tmp_path):
+    """stdout not a terminal: one flushed line per run as it ends, numbered in order of
+    completion (the order the runs reach the database), failures with their last error line;
+    --quiet prints none. stderr, not a terminal either, gets no progress bars."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "piped", "kind": "sleepy", "seeds": [0], "base": {"seconds": 0.05},
+        "grids": [{"name": "slow", "axes": {"x": [1.0]}, "base": {"seconds": 1.5}},  # first out, last in
+                  {"name": "quick", "axes": {"x": [2.0, 3.0, 4.0]}, "include": [{"x": 9.0, "fail": True}]}]}))
+    db = tmp_path / "r.sqlite"
+    command = [sys.executable, "-m", "ttrlab.cli", "sweep", str(spec), "--db", str(db), "--workers", "2"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 1, out.stderr  # one run failed
+    lines = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in lines] == [f"[{i}/5" for i in range(1, 6)]
+    from ttrlab.sweep import load_spec
+
+    labels = {run.run_key: run.label() for run in load_spec(spec).expand().runs}
+    for done, (line, (key, status, _, _)) in enumerate(zip(lines, rows(db)), start=1):  # rows: in stored order
+        shown = "FAILED" if status == "failed" else "finished"
+        assert line.startswith(f"[{done}/5] {shown}  sleepy {labels[key]}  "), (line, labels[key])
+        assert line.endswith(" s: RuntimeError: asked to fail at x=9.0" if status == "failed" else " s"), line
+    assert out.stdout.splitlines()[-1].startswith("sweep 'piped': 5 runs planned")  # the summary comes last
+    assert "━" not in out.stderr and "runs" not in out.stderr.split("failed:")[0]  # no bars in a pipe
+
+    quiet = subprocess.run(command + ["--retry-failed", "--quiet"], capture_output=True, text=True, timeout=180)
+    assert quiet.returncode == 1 and quiet.stdout.count("\n") == 1 and quiet.stdout.startswith("sweep 'piped'")
+
+
+def test_finished_line_formats():
+    from ttrlab.sweep.executors import Outcome
+    from ttrlab.sweep.monitor import finished_line
+    from ttrlab.sweep.spec import PlannedRun
+
+    run = PlannedRun("train", None, {"task": "sst2", "method": "ff", "attack": "upa", "rate": 0.1, "seed": 0}, "k", "g")
+    assert finished_line(3, 20, Outcome(run, {}, None, None, 41.23), 41.23) == \
+        "[3/20] finished  train sst2 ff upa ρ=0.1 seed 0  41.2 s"
+    failed = Outcome(run, None, "Traceback (most recent call last):\n  File ...\nValueError: bad\n\n", None, 2.0)
+    assert finished_line(4, 20, failed, 2.0) == "[4/20] FAILED  train sst2 ff upa ρ=0.1 seed 0  2.0 s: ValueError: bad"
+    assert finished_line(5, 20, failed, None) == "[5/20] FAILED  train sst2 ff upa ρ=0.1 seed 0: ValueError: bad"

@@ -1,4 +1,5 @@
-"""Rich progress bars for runs: one bar for runs done/total, one for the current run's steps."""
+"""Rich progress bars on stderr: the columns every ttrlab command shows (`progress_bars`), and
+`run_progress` for a single run (`ttrlab train`, `gen-train`, `theory ...`)."""
 from __future__ import annotations
 
 import sys
@@ -8,21 +9,26 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-@contextmanager
-def run_progress(total_runs: int, enabled: bool = True):
-    """Yields (start_run(label) -> step_callback, finish_run()). Disabled: no output at all."""
-    console = Console(file=sys.stderr)
-    progress = Progress(
+def progress_bars(enabled: bool = True) -> Progress:
+    """Bars on stderr: description, bar, done/total, an info field, elapsed time, ETA.
+    Disabled: no output at all."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=Console(file=sys.stderr),
         disable=not enabled,
         transient=False,
     )
+
+
+@contextmanager
+def run_progress(total_runs: int, enabled: bool = True):
+    """Yields (start_run(label) -> step_callback, finish_run()). Disabled: no output at all."""
+    progress = progress_bars(enabled)
     with progress:
         runs = progress.add_task("runs", total=total_runs, info="")
         current: dict[str, int] = {}

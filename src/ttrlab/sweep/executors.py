@@ -45,6 +45,14 @@ class Outcome:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def last_error_line(self) -> str | None:
+        """The error's last non-empty line (for a traceback: the exception), None if it ran."""
+        if self.error is None:
+            return None
+        lines = [line.strip() for line in self.error.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else "error"
+
 
 OnOutcome = Callable[[Outcome], None]
 EXECUTORS: Registry[Callable[..., Any]] = Registry("executor")
@@ -100,9 +108,9 @@ def run_inline(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, 
             if throttle(event, info):
                 monitor.event(0, event, info)
 
-        result, error, started_at, seconds = execute_one(run.kind, run.config_dict, progress)
-        on_outcome(Outcome(run, result, error, started_at, seconds))
-        monitor.finish_run(0, error is None)
+        outcome = Outcome(run, *execute_one(run.kind, run.config_dict, progress))
+        on_outcome(outcome)
+        monitor.finish_run(0, outcome)
 
 
 # ---- local process pool -------------------------------------------------------------------------
@@ -182,12 +190,12 @@ def run_local(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, r
                 if kind == "event":
                     monitor.event(worker_id, message[3], message[4])
                     continue
-                result, error, started_at, seconds = message[3:]
                 if index in completed:
                     continue
                 completed.add(index)
-                on_outcome(Outcome(runs[index], result, error, started_at, seconds))
-                monitor.finish_run(worker_id, error is None)
+                outcome = Outcome(runs[index], *message[3:])
+                on_outcome(outcome)
+                monitor.finish_run(worker_id, outcome)
                 remaining -= 1
                 if worker is not None:
                     worker.current = None
@@ -201,10 +209,10 @@ def run_local(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, r
                     continue
                 completed.add(worker.current)
                 code = worker.process.exitcode
-                on_outcome(Outcome(runs[worker.current], None,
-                                   f"worker process died (exit code {code}) while running this config",
-                                   None, None))
-                monitor.finish_run(worker.id, False)
+                outcome = Outcome(runs[worker.current], None,
+                                  f"worker process died (exit code {code}) while running this config", None, None)
+                on_outcome(outcome)
+                monitor.finish_run(worker.id, outcome)
                 remaining -= 1
                 replacement = _Worker(ctx, next_id, events, resources.torch_threads)
                 next_id += 1
@@ -283,8 +291,9 @@ def run_ray(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, res
                     result, error, started_at, seconds = ray.get(ref)
                 except Exception as failure:  # the worker died or Ray lost the task
                     result, error, started_at, seconds = None, f"ray task failed: {failure}", None, None
-                on_outcome(Outcome(runs[index], result, error, started_at, seconds))
-                monitor.finish_run(f"ray{index}", error is None)
+                outcome = Outcome(runs[index], result, error, started_at, seconds)
+                on_outcome(outcome)
+                monitor.finish_run(f"ray{index}", outcome)
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=True)

@@ -1,37 +1,59 @@
-"""Progress display of a sweep: one bar for runs done/total (with ETA) and one line per worker
-showing its current run's step (fed by the run's `progress` callback)."""
+"""What a sweep shows while it runs, in two forms, each where it reads well:
+
+- live bars on stderr when stderr is a terminal: one bar for runs done/total (with ETA) and one
+  line per worker with its current run's step and loss (fed by the run's `progress` callback);
+- one plain line per finished run on stdout when stdout is not a terminal (a log file, a pipe,
+  a batch job), flushed as each run ends, in the order they end::
+
+      [3/20] finished  train sst2 ff upa ρ=0.1 seed 0  41.2 s
+      [4/20] FAILED  train sst2 lora bpa ρ=0.2 r=8 seed 1  12.0 s: RuntimeError: CUDA out of memory
+
+Both can be on at once (`ttrlab sweep ... > log` in a terminal); `--quiet` turns both off.
+"""
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import TaskID
+
+from ttrlab.progress import progress_bars
+
+if TYPE_CHECKING:
+    from ttrlab.sweep.executors import Outcome
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    return bool(stream is not None and getattr(stream, "isatty", None) and stream.isatty())
+
+
+def finished_line(done: int, total: int, outcome: Outcome, seconds: float | None) -> str:
+    """The line printed for a finished run (see the module docstring)."""
+    run = outcome.run
+    took = f"  {seconds:.1f} s" if seconds is not None else ""
+    if outcome.ok:
+        return f"[{done}/{total}] finished  {run.kind} {run.label()}{took}"
+    return f"[{done}/{total}] FAILED  {run.kind} {run.label()}{took}: {outcome.last_error_line}"
 
 
 class Monitor:
-    """Call `start_run`, `event` and `finish_run` from the driver; a disabled monitor prints nothing."""
+    """Call `start_run`, `event` and `finish_run` from the driver. `bars` and `lines` default to
+    "stderr is a terminal" and "stdout is not"; a disabled monitor prints nothing."""
 
-    def __init__(self, total: int, enabled: bool = True, title: str = "runs"):
+    def __init__(self, total: int, enabled: bool = True, title: str = "runs",
+                 bars: bool | None = None, lines: bool | None = None):
         self.total = total
         self.enabled = enabled
+        self.bars = enabled and (_isatty(sys.stderr) if bars is None else bars)
+        self.lines = enabled and (not _isatty(sys.stdout) if lines is None else lines)
         self.done = self.failed = 0
-        self._console = Console(file=sys.stderr)
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self._console,
-            disable=not enabled,
-            transient=False,
-        )
+        self._out = sys.stdout  # taken now: live bars on a terminal redirect sys.stdout into themselves
+        self._progress = progress_bars(self.bars)
         self._runs: TaskID | None = None
         self._title = title
         self._workers: dict[Any, TaskID] = {}
+        self._started: dict[Any, float] = {}
 
     def __enter__(self) -> Monitor:
         self._progress.__enter__()
@@ -48,6 +70,7 @@ class Monitor:
         if worker in self._workers:
             self._progress.remove_task(self._workers.pop(worker))
         self._workers[worker] = self._progress.add_task(f"  [{worker}] {label}", total=None, info="starting")
+        self._started[worker] = time.monotonic()
 
     def event(self, worker: Any, event: str, info: dict[str, Any]) -> None:
         task = self._workers.get(worker)
@@ -60,18 +83,20 @@ class Monitor:
         else:
             self._progress.update(task, info=event)
 
-    def finish_run(self, worker: Any, ok: bool) -> None:
+    def finish_run(self, worker: Any, outcome: Outcome) -> None:
         self.done += 1
-        self.failed += 0 if ok else 1
+        self.failed += 0 if outcome.ok else 1
+        started = self._started.pop(worker, None)
         if worker in self._workers:
             self._progress.remove_task(self._workers.pop(worker))
         info = f"{self.failed} failed" if self.failed else ""
         if self._runs is not None:
             self._progress.update(self._runs, advance=1, info=info)
-
-    def note(self, message: str) -> None:
-        if self.enabled:
-            self._console.print(message)
+        if self.lines:
+            # a run whose worker died has no time of its own: the driver's view of it then
+            seconds = outcome.seconds if outcome.seconds is not None else (
+                time.monotonic() - started if started is not None else None)
+            print(finished_line(self.done, self.total, outcome, seconds), file=self._out, flush=True)
 
 
 class Throttle:

@@ -86,8 +86,7 @@ def run_sweep(
                 summary["finished"] += 1
             else:
                 summary["failed"] += 1
-                last = [line for line in (outcome.error or "").strip().splitlines() if line.strip()]
-                summary["failures"].append((run.label(), last[-1] if last else "error"))
+                summary["failures"].append((run.label(), outcome.last_error_line))
 
         with Monitor(len(todo), enabled=progress and bool(todo), title=f"{spec.name}") as monitor:
             try:
