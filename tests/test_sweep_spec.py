@@ -77,6 +77,9 @@ def test_grids_merge_their_base_over_the_top_level_base():
     ({"axes": {"rate": [0.1]}, "exclude": [{"rnak": 4}]}, "exclude rule names 'rnak'"),
     ({"axes": {"rate": [0.1]}, "kind": "trian"}, "unknown run kind 'trian' (did you mean 'train'?)"),
     ({"axes": {"rate": [0.1]}, "resources": {"gpu": 1}}, "unknown key 'gpu' (did you mean 'gpus'?)"),
+    ({"axes": {"rate": [0.1]}, "resources": {"gpus": 1.5}},
+     "'resources': 'gpus' 1.5 must be a fraction of one GPU (0.5, 0.25) or a whole number of GPUs"),
+    ({"axes": {"rate": [0.1]}, "resources": {"gpus": -1}}, "'gpus' must be a number >= 0, got -1"),
     ({"grids": [{"name": "g", "axes": {"rate": [0.1]}, "exlude": []}]}, "grid 'g': unknown key 'exlude' (did you mean 'exclude'?)"),
     ({"grids": []}, "'grids' must be a non-empty list"),
     ({}, "nothing to run"),
@@ -150,3 +153,8 @@ def test_cpu_specs_share_the_clean_runs():
     upa = {r.run_key for r in load_spec(REPO / "specs/cpu/fig1_fig6_upa.yaml").expand().runs if r.config.rate == 0}
     bpa = {r.run_key for r in load_spec(REPO / "specs/cpu/fig2_fig7_fig8_bpa.yaml").expand().runs if r.config.rate == 0}
     assert len(upa) == 12 and upa == bpa
+
+
+def test_resources_gpu_fractions_and_whole_gpus_are_accepted():
+    for gpus in (0, 0.25, 0.5, 1, 2, 4.0):
+        assert load_spec(spec(axes={"rate": [0.1]}, resources={"gpus": gpus})).resources.gpus == gpus

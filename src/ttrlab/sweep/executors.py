@@ -9,12 +9,16 @@ it to the database the moment it arrives (only the driver touches the database).
   fails that run with the exit code and is replaced. Workers ignore SIGINT; on Ctrl-C the
   driver terminates them and stops — finished runs are already in the database, the runs in
   flight are redone next time. Workers exit by themselves if the driver disappears (SIGKILL).
+  When the spec's runs need GPUs (`resources.gpus > 0`) the pool is sized by GPUs instead of
+  cores, and each worker is pinned to its own GPU(s) through `CUDA_VISIBLE_DEVICES` (see
+  `gpu_slots`).
 - `ray`: each run is a Ray task with the spec's resource needs (`num_cpus`, `num_gpus`); see
   docs/sweeps.md for a real cluster.
 """
 from __future__ import annotations
 
 import datetime as dt
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -23,7 +27,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +59,33 @@ class Outcome:
 
 
 OnOutcome = Callable[[Outcome], None]
-EXECUTORS: Registry[Callable[..., Any]] = Registry("executor")
+
+
+def _no_check(resources: Resources, workers: int | None) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Executor:
+    """A registered executor. `run(runs, on_outcome, monitor, resources, workers=None, **options)`
+    runs the planned runs; `check(resources, workers)` raises a UserError when this executor
+    cannot serve the spec here (no GPU visible, an extra not installed) — the driver calls it
+    before it writes anything."""
+
+    run: Callable[..., None]
+    check: Callable[[Resources, int | None], None] = _no_check
+
+
+EXECUTORS: Registry[Executor] = Registry("executor")
+
+
+def executor(name: str, check: Callable[[Resources, int | None], None] = _no_check):
+    """Register the decorated run function as executor `name`."""
+    def register(run: Callable[..., None]) -> Callable[..., None]:
+        EXECUTORS.register(name)(Executor(run, check))
+        return run
+
+    return register
 
 
 def available_cpus() -> int:
@@ -97,7 +127,7 @@ def execute_one(kind_name: str, config_dict: dict[str, Any], progress=None) -> t
 
 
 # ---- inline -----------------------------------------------------------------------------------
-@EXECUTORS.register("inline")
+@executor("inline")
 def run_inline(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
                workers: int | None = None, **_: Any) -> None:
     for run in runs:
@@ -114,6 +144,64 @@ def run_inline(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, 
 
 
 # ---- local process pool -------------------------------------------------------------------------
+def gpu_slots(gpus: float, visible: Sequence[str]) -> list[str]:
+    """The `CUDA_VISIBLE_DEVICES` value of each local worker when every run needs `gpus` GPUs,
+    over the `visible` GPU ids; [] when they are too few for one run. Pure.
+
+    A fraction shares a GPU: `0.5` gives two workers per GPU, `0.25` four (`0.3` three: as many
+    as fit). A whole number gives each worker that many GPUs of its own: `2` over 0,1,2,3 gives
+    "0,1" and "2,3" (an odd GPU left over stays idle). Shared slots go round the GPUs (0, 1, 0,
+    1), so the first n slots, which a `--workers n` cap keeps, spread over as many GPUs as they
+    can."""
+    if gpus <= 0:
+        raise ValueError(f"gpu_slots needs gpus > 0, got {gpus}")
+    if gpus < 1:
+        per_gpu = int(1 / gpus + 1e-9)
+        return [gpu for _ in range(per_gpu) for gpu in visible]
+    size = math.ceil(gpus - 1e-9)
+    return [",".join(visible[i:i + size]) for i in range(0, len(visible) - size + 1, size)]
+
+
+def visible_gpus() -> tuple[list[str], str]:
+    """The GPU ids local workers may use, and where they came from (for messages): the entries
+    of CUDA_VISIBLE_DEVICES when it is set (up to the first negative one, as CUDA reads it, so
+    "" and "-1" hide every GPU), else torch's device count. Torch is imported only here, and
+    this is only called for specs that ask for GPUs."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is not None:
+        entries: list[str] = []
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry or entry.startswith("-"):
+                break
+            entries.append(entry)
+        return entries, f"CUDA_VISIBLE_DEVICES={value!r}"
+    import torch
+
+    count = torch.cuda.device_count()
+    return [str(i) for i in range(count)], f"CUDA_VISIBLE_DEVICES unset, torch sees {count}"
+
+
+def local_slots(resources: Resources, workers: int | None) -> list[str | None]:
+    """One entry per local worker: the CUDA_VISIBLE_DEVICES it gets (None: the driver's own).
+    CPU runs: `workers`, by default cores // resources.cpus. GPU runs: `gpu_slots` over the
+    visible GPUs, capped at `workers`; a UserError when they cannot hold one run."""
+    if resources.gpus <= 0:
+        return [None] * (workers if workers is not None else max(1, int(available_cpus() // max(resources.cpus, 1e-9))))
+    visible, source = visible_gpus()
+    slots = gpu_slots(resources.gpus, visible)
+    if not slots:
+        asked = f"resources.gpus {resources.gpus:g}"
+        if not visible:
+            raise UserError(f"{asked}: no GPU visible ({source}); run on a GPU machine or set resources.gpus: 0")
+        raise UserError(f"{asked}: each run needs {math.ceil(resources.gpus)} GPUs, {len(visible)} visible ({source}); "
+                        f"set resources.gpus to at most {len(visible)} or run where more are visible")
+    return slots[:workers] if workers is not None else slots
+
+
+def _check_local(resources: Resources, workers: int | None) -> None:
+    local_slots(resources, workers)
+
+
 def _watch_parent(parent_pid: int) -> None:
     while True:
         if os.getppid() != parent_pid:
@@ -121,8 +209,10 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
-def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int) -> None:
+def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int, cuda_visible: str | None) -> None:
     """A long-lived worker: take (index, kind, config) from `inbox` until None."""
+    if cuda_visible is not None:  # first, before any kind imports torch (CUDA reads it once)
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C means
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     _set_threads(threads)
@@ -143,10 +233,12 @@ def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int) -
 
 
 class _Worker:
-    def __init__(self, ctx, worker_id: int, events, threads: int):
+    def __init__(self, ctx, worker_id: int, events, threads: int, slot: str | None):
         self.id = worker_id
+        self.slot = slot  # its CUDA_VISIBLE_DEVICES (a replacement gets the same)
         self.inbox = ctx.Queue()
-        self.process = ctx.Process(target=_worker_main, args=(worker_id, self.inbox, events, threads, os.getpid()),
+        self.process = ctx.Process(target=_worker_main,
+                                   args=(worker_id, self.inbox, events, threads, os.getpid(), slot),
                                    name=f"ttrlab-worker-{worker_id}", daemon=True)
         self.process.start()
         self.current: int | None = None  # index of the run it holds
@@ -159,24 +251,22 @@ class _Worker:
         self.inbox.put(None)
 
 
-@EXECUTORS.register("local")
+@executor("local", check=_check_local)
 def run_local(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
               workers: int | None = None, **_: Any) -> None:
     if not runs:
         return
-    size = workers if workers is not None else max(1, int(available_cpus() // max(resources.cpus, 1e-9)))
-    size = max(1, min(size, len(runs)))
+    slots = local_slots(resources, workers)[:len(runs)]
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     pool: list[_Worker] = []
     pending = list(range(len(runs)))[::-1]  # a stack: pop() gives runs in spec order
     remaining = len(runs)
     completed: set[int] = set()
-    next_id = 0
+    next_id = len(slots)
     try:
-        for _ in range(size):
-            pool.append(_Worker(ctx, next_id, events, resources.torch_threads))
-            next_id += 1
+        for worker_id, slot in enumerate(slots):
+            pool.append(_Worker(ctx, worker_id, events, resources.torch_threads, slot))
         for worker in pool:
             _feed(worker, pending, runs, monitor)
         while remaining:
@@ -214,7 +304,7 @@ def run_local(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, r
                 on_outcome(outcome)
                 monitor.finish_run(worker.id, outcome)
                 remaining -= 1
-                replacement = _Worker(ctx, next_id, events, resources.torch_threads)
+                replacement = _Worker(ctx, next_id, events, resources.torch_threads, worker.slot)
                 next_id += 1
                 pool[i] = replacement
                 _feed(replacement, pending, runs, monitor)
@@ -248,21 +338,32 @@ def _shutdown(pool: list[_Worker]) -> None:
 
 
 # ---- ray ----------------------------------------------------------------------------------------
-def _ray_task(kind_name: str, config_dict: dict[str, Any], threads: int):
-    _set_threads(threads)
-    return execute_one(kind_name, config_dict, None)
-
-
-@EXECUTORS.register("ray")
-def run_ray(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
-            workers: int | None = None, ray_address: str | None = None, **_: Any) -> None:
-    """Each run a Ray task needing `resources.cpus` CPUs and `resources.gpus` GPUs; at most
-    `workers` in flight (default: as many as the cluster's CPUs allow). Ray reuses its worker
-    processes between tasks, so the per-process model cache still saves reloads."""
+def _import_ray():
     try:
         import ray
     except ImportError:
         raise UserError("executor 'ray' needs the optional extra: pip install 'ttrlab[ray]'") from None
+    return ray
+
+
+def _check_ray(resources: Resources, workers: int | None) -> None:
+    _import_ray()
+
+
+def _ray_task(kind_name: str, config_dict: dict[str, Any], threads: int):
+    # Ray has set CUDA_VISIBLE_DEVICES to the GPUs it gave this task (num_gpus); left as it is.
+    _set_threads(threads)
+    return execute_one(kind_name, config_dict, None)
+
+
+@executor("ray", check=_check_ray)
+def run_ray(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
+            workers: int | None = None, ray_address: str | None = None, **_: Any) -> None:
+    """Each run a Ray task needing `resources.cpus` CPUs and `resources.gpus` GPUs (Ray pins the
+    task to its GPUs through CUDA_VISIBLE_DEVICES); at most `workers` in flight (default: as
+    many as the cluster's CPUs allow). Ray reuses its worker processes between tasks, so the
+    per-process model cache still saves reloads."""
+    ray = _import_ray()
     if not runs:
         return
     started_here = False

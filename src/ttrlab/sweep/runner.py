@@ -54,11 +54,13 @@ def run_sweep(
     interrupted, seconds, failures [(label, last error line)], db."""
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
-    run_executor = EXECUTORS.get(executor)
+    chosen = EXECUTORS.get(executor)
     if workers is not None and workers < 1:
         raise UserError(f"workers {workers} must be >= 1")
     planned = plan(spec, db, retry_failed)
     todo: list[PlannedRun] = planned["todo"]
+    if todo:
+        chosen.check(spec.resources, workers)  # e.g. no GPU visible: one line, nothing written
     expansion = planned["expansion"]
     summary: dict[str, Any] = {
         "sweep": spec.name,
@@ -90,7 +92,7 @@ def run_sweep(
 
         with Monitor(len(todo), enabled=progress and bool(todo), title=f"{spec.name}") as monitor:
             try:
-                run_executor(todo, on_outcome, monitor, spec.resources, workers=workers, ray_address=ray_address)
+                chosen.run(todo, on_outcome, monitor, spec.resources, workers=workers, ray_address=ray_address)
             except KeyboardInterrupt:
                 summary["interrupted"] = True
     summary["seconds"] = round(time.perf_counter() - started, 2)

@@ -45,8 +45,10 @@ RESOURCE_KEYS = ("cpus", "gpus", "threads")
 
 @dataclass(frozen=True)
 class Resources:
-    """What one run needs: CPU cores and GPUs (Ray schedules on these; the local executor sizes
-    its pool as cores // cpus) and the torch threads a worker uses (default: cpus)."""
+    """What one run needs: CPU cores and GPUs, and the torch threads a worker uses (default:
+    cpus). Ray schedules on cpus and gpus. The local executor sizes its pool as cores // cpus,
+    or, when gpus > 0, by the GPUs: a fraction shares one (0.5: two runs per GPU), a whole
+    number above 1 gives each run that many (see `executors.gpu_slots`)."""
 
     cpus: float = 1.0
     gpus: float = 0.0
@@ -313,6 +315,9 @@ def _resources(value: Any, where: str) -> Resources:
         _require(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
                  f"{where}: {key!r} must be a number >= 0, got {v!r}")
     _require(data.get("cpus", 1) > 0, f"{where}: 'cpus' must be > 0")
+    gpus = data.get("gpus", 0)
+    _require(gpus <= 1 or float(gpus).is_integer(),
+             f"{where}: 'gpus' {gpus!r} must be a fraction of one GPU (0.5, 0.25) or a whole number of GPUs")
     threads = data.get("threads")
     if threads is not None:
         _require(float(threads).is_integer() and threads >= 1, f"{where}: 'threads' must be an integer >= 1")
