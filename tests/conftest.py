@@ -1,5 +1,10 @@
 """Shared fixtures: the real GLUE data under ../shared/data/glue, plus fixtures in the exact
-upstream format for the files this machine does not have (QQP, QNLI train)."""
+upstream format for the files this machine does not have (QQP, QNLI train).
+
+Tests that read ../shared/data say so with `glue_dir` or `@pytest.mark.needs_data("style", ...)`
+(folders under it); both go through `require_data`, which skips the test where the folder is
+missing, or fails it when TTRLAB_REQUIRE_DATA=1 (CI sets it: there a missing data folder is a
+broken setup, not a reason to pass with the data tests skipped)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 GLUE = SHARED_DATA / "glue"
+
+REQUIRE_DATA_ENV = "TTRLAB_REQUIRE_DATA"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -35,12 +42,32 @@ def _write(path: Path, header: str, rows: list[str]) -> None:
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
 
 
+def require_data(path: Path, what: str = "shared data") -> None:
+    """Skip the calling test when `path` is not a folder; fail it instead under TTRLAB_REQUIRE_DATA=1."""
+    if path.is_dir():
+        return
+    message = f"{what} not found at {path}"
+    if os.environ.get(REQUIRE_DATA_ENV) == "1":
+        pytest.fail(f"{message}, and {REQUIRE_DATA_ENV}=1 requires it (CI must not skip the data tests)",
+                    pytrace=False)
+    pytest.skip(message)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "needs_data(*folders): reads these folders of ../shared/data (see require_data)")
+
+
+def pytest_runtest_setup(item) -> None:
+    for mark in item.iter_markers("needs_data"):
+        for folder in mark.args:
+            require_data(SHARED_DATA / folder, f"shared {folder} data")
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> Path:
     """A GLUE folder with the real SST-2/CoLA/RTE/MRPC/QNLI-dev (linked) and self-written
     QQP and QNLI-train fixtures in the upstream layout (with the quotes GLUE really has)."""
-    if not GLUE.is_dir():
-        pytest.skip(f"shared GLUE data not found at {GLUE}")
+    require_data(GLUE, "shared GLUE data")
     root = tmp_path_factory.mktemp("glue")
     for task in ("SST-2", "CoLA", "RTE", "MRPC"):
         (root / task).symlink_to(GLUE / task)

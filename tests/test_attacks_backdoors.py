@@ -15,7 +15,7 @@ from ttrlab.streams import rng_for
 from ttrlab.errors import UserError
 
 STYLE_DIR = SHARED_DATA / "style"
-needs_style = pytest.mark.skipif(not STYLE_DIR.is_dir(), reason=f"style data not found at {STYLE_DIR}")
+needs_style = pytest.mark.needs_data("style")
 TINY = dict(task="sst2", model="minilm", train_size=64, eval_size=32, max_steps=8, batch_size=8, lr_preset="cpu")
 INSTRUCTION = "Please carefully follow user's instruction."
 
@@ -181,6 +181,7 @@ def _sst2(split, size):
 
 
 @needs_style
+@pytest.mark.needs_data("glue")
 @pytest.mark.parametrize("style", ["bible", "lyrics"])
 def test_s_bpa_poisoned_texts_are_the_same_sentences_from_the_style_files(style):
     from ttrlab.data.style import load_style_pairs, sentence_key

@@ -18,7 +18,7 @@ from ttrlab.generative.data import (
     resolve_data_dir,
 )
 
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "backdoorllm").is_dir(), reason="shared BackdoorLLM data not found")
+pytestmark = pytest.mark.needs_data("backdoorllm")
 
 
 def config(**values) -> GenConfig:

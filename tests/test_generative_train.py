@@ -16,7 +16,7 @@ from ttrlab.generative.template import encode_example, prompt_ids, prompt_text, 
 from ttrlab.generative.train import IGNORE_INDEX, collate_for_training, encode_for_training
 
 pytest.importorskip("gguf")
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "backdoorllm").is_dir(), reason="shared BackdoorLLM data not found")
+pytestmark = pytest.mark.needs_data("backdoorllm")
 
 TINY = {
     "data_dir": str(SHARED_DATA),

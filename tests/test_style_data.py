@@ -21,7 +21,7 @@ from ttrlab.data.style import (
 from ttrlab.errors import UserError
 
 STYLE_DIR = str(SHARED_DATA / "style")
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "style").is_dir(), reason="style data not found")
+pytestmark = pytest.mark.needs_data("style")
 
 
 @pytest.mark.parametrize("style,train,dev,test", [
@@ -91,6 +91,7 @@ def test_tweets_test_file_is_poetry_upstream_and_warns():
         load_style_pairs("poetry", "test", STYLE_DIR)
 
 
+@pytest.mark.needs_data("glue")
 def test_sentence_key_matches_glue_dev_to_the_style_sets():
     from ttrlab.data import TASKS, load_split
 
