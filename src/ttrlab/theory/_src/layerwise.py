@@ -139,10 +139,11 @@ def record_pass(
             for site in sites:
                 site.pending.clear()
             # one backward for all O logits: the cotangents e_a (summed over the batch: samples do
-            # not interact in eval mode) are vmapped through the same graph
+            # not interact in eval mode) are vmapped through the same graph. None if no module of
+            # this group ran (their weights are used some other way: the Jacobian engine's)
             basis = torch.eye(outputs, dtype=logits.dtype)[:, None, :].expand(outputs, *logits.shape)
             grads = torch.autograd.grad(logits, [out for _, out, _ in pending], grad_outputs=basis,
-                                        is_grads_batched=True, allow_unused=True)
+                                        is_grads_batched=True, allow_unused=True) if pending else ()
             for (site, out, rows), g in zip(pending, grads):
                 width = out.shape[-1] if site.kind != "layer_norm" else math.prod(site.module.normalized_shape)
                 g = torch.zeros(outputs, *out.shape, dtype=out.dtype) if g is None else g
