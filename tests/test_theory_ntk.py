@@ -8,7 +8,8 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from ttrlab.config import RunConfig
 from ttrlab.methods import METHODS
-from ttrlab.theory.ntk import empirical_ntk, naive_ntk, sequence_classifier_function, trainable_names
+from ttrlab.theory._src.hf import eager_attention, sequence_classifier_function
+from ttrlab.theory.ntk import empirical_ntk, naive_ntk, trainable_names
 
 torch.set_num_threads(1)
 
@@ -92,7 +93,8 @@ def test_padded_vmapped_logits_equal_the_model():
     x = batch()
     f, keys = sequence_classifier_function(model)
     params = {n: p.detach() for n, p in model.named_parameters()}
-    mine = torch.func.vmap(f, in_dims=(None, 0, 0, 0))(params, *(x[k] for k in keys))
+    with eager_attention(model):
+        mine = torch.func.vmap(f, in_dims=(None, 0, 0, 0))(params, *(x[k] for k in keys))
     for i in range(x["input_ids"].shape[0]):
         n = int(x["attention_mask"][i].sum())
         alone = model(input_ids=x["input_ids"][i:i + 1, :n], token_type_ids=x["token_type_ids"][i:i + 1, :n]).logits[0]
@@ -103,7 +105,7 @@ def test_layerwise_engine_matches_brute_force_in_small_ghost_blocks_and_wide_bat
     """Every parameter through the layer-wise engine (BERT's position embeddings arrive
     batch-broadcast as [1, L] and must still come out per sample); tiny ghost blocks and a
     one-byte budget force many blocks, explicit vs ghost choices and one pass per layer."""
-    from ttrlab.theory._src import layerwise as layerwise_ntk
+    from ttrlab.theory._src import layerwise
 
     model = tiny_bert()
     x = batch(n=9, length=8)
@@ -112,7 +114,7 @@ def test_layerwise_engine_matches_brute_force_in_small_ghost_blocks_and_wide_bat
     assert whole.details["engine"] == {"layerwise": len(trainable_names(model)), "jacobian": 0}
     assert whole.chunks == 0
     assert_same(whole, slow)
-    monkeypatch.setattr(layerwise_ntk, "GHOST_BLOCK_ROWS", 6)
+    monkeypatch.setattr(layerwise, "GHOST_BLOCK_ROWS", 6)
     blocked = empirical_ntk(model, x, engine="layerwise", max_jacobian_bytes=1, bucket_size=2)
     assert_same(blocked, slow)
     assert torch.allclose(blocked.logits, slow.logits, atol=1e-5)
@@ -194,3 +196,31 @@ def test_unknown_parameter_is_a_user_error():
 
     with pytest.raises(UserError):
         empirical_ntk(tiny_bert(), batch(), ["no.such.weight"])
+
+
+# ---- attention implementation ----------------------------------------------------------------
+def attention_implementations(model):
+    from transformers import PreTrainedModel
+
+    return [m.config._attn_implementation for m in model.modules() if isinstance(m, PreTrainedModel)]
+
+
+def test_the_model_keeps_its_attention_implementation():
+    """The engines need eager attention; a model that came with sdpa leaves with sdpa, its own
+    logits unchanged, also when the computation raises."""
+    model, x = lora(tiny_bert()).eval(), batch()
+    assert set(attention_implementations(model)) == {"sdpa"}
+    with torch.no_grad():
+        before = model(**x).logits
+    for compute in (lambda: empirical_ntk(model, x), lambda: empirical_ntk(model, x, engine="jacobian"),
+                    lambda: naive_ntk(model, x)):
+        compute()
+        assert set(attention_implementations(model)) == {"sdpa"}
+    from ttrlab.errors import UserError
+
+    model.unused = torch.nn.Linear(2, 2)  # its forward never runs: the layer-wise engine refuses it mid-way
+    with pytest.raises(UserError, match="are not used through their module's forward"):
+        empirical_ntk(model, x, ["unused.weight", "unused.bias"], engine="layerwise")
+    assert set(attention_implementations(model)) == {"sdpa"}
+    with torch.no_grad():
+        assert torch.equal(model(**x).logits, before)

@@ -22,8 +22,8 @@ Supported parameter owners (everything in BERT-family encoders and LoRA adapters
   * nn.LayerNorm weight (Σ_t δ_t ⊙ â_t with â the normalized input), bias;
   * nn.Embedding weight (ghost form with a_t·a_u = [token_t = token_u]; the padding row, whose
     gradient autograd fixes at zero, is skipped).
-Any other parameter goes to the Jacobian engine of `ttrlab.theory.ntk` (`empirical_ntk` does the
-split). Memory: the kernel, plus a and δ of the real tokens for a group of layers
+Any other parameter goes to the Jacobian engine (`jacobian.py`; `ttrlab.theory.ntk.empirical_ntk`
+does the split). Memory: the kernel, plus a and δ of the real tokens for a group of layers
 (≤ `max_bytes`; more groups mean more passes), plus one bucket's activations — never N·P.
 """
 from __future__ import annotations
@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from ttrlab.theory._src.hf import INPUT_KEYS, classifier_forward, length_buckets, sample_inputs
 
 GHOST_BLOCK_ROWS = 512  # O·token rows of one ghost block: bounds its Gram; off-diagonal blocks are computed once
 
@@ -116,6 +118,39 @@ def group_sites(sites: list[Site], tokens: int, outputs: int, max_bytes: int) ->
         groups[-1].append(site)
         size += need
     return [g for g in groups if g]
+
+
+# ---- the engine ------------------------------------------------------------------------------
+def contributions(model: nn.Module, batch: dict[str, torch.Tensor], sites: list[Site],
+                  per_name: dict[str, torch.Tensor], max_bytes: int, bucket_size: int) -> torch.Tensor:
+    """Fill `per_name` with each site parameter's kernel share [N, O, N, O]; return the logits
+    [N, O]. Only the selected parameters require grad during the passes (restored afterwards)."""
+    keys = [k for k in INPUT_KEYS if k in batch]
+    if "attention_mask" not in batch:
+        batch = dict(batch, attention_mask=torch.ones_like(batch["input_ids"]))
+        keys.append("attention_mask")
+    buckets = [(positions, dict(zip(keys, trimmed)))
+               for positions, trimmed in length_buckets(batch, sample_inputs(batch, keys), bucket_size)]
+    forward = classifier_forward(model)
+    n = batch["input_ids"].shape[0]
+    tokens = int(batch["attention_mask"].sum())
+    named = dict(model.named_parameters())
+    selected = {name for site in sites for name in site.names.values()}
+    saved = {name: p.requires_grad for name, p in named.items()}
+    try:
+        for name, p in named.items():  # differentiate exactly the selected parameters' modules
+            p.requires_grad_(name in selected)
+        with torch.no_grad():
+            outputs = forward(buckets[0][1]).shape[1]
+        logits = None
+        for group in group_sites(sites, tokens, outputs, max_bytes):
+            logits = record_pass(forward, buckets, group)
+            for site in group:
+                per_name.update(site_kernels(site, n, max_bytes))
+    finally:
+        for name, p in named.items():
+            p.requires_grad_(saved[name])
+    return logits
 
 
 # ---- one pass: forward with hooks, one backward for all logits -------------------------------------------
