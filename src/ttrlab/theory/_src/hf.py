@@ -65,8 +65,8 @@ def _configs(config) -> Iterator:
 
 def additive_attention_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """[B, L] padding mask (1 = token) → the [B, 1, L, L] additive mask HF models accept as is:
-    0 where attended, the dtype's minimum at padding. Built here, not by HF's mask builder, whose
-    data-dependent branches `vmap` rejects."""
+    0 where attended, the dtype's minimum at padding (on the mask's device). Built here, not by
+    HF's mask builder, whose data-dependent branches `vmap` rejects."""
     length = mask.shape[1]
     additive = (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
     return additive[:, None, None, :].expand(-1, 1, length, length)
@@ -113,10 +113,11 @@ def sample_inputs(batch: dict[str, torch.Tensor], keys: Sequence[str]) -> tuple[
 def length_buckets(batch: dict[str, torch.Tensor], inputs: tuple[torch.Tensor, ...], size: int):
     """[(positions, inputs trimmed to the bucket's longest sample)]: samples sorted by length and
     vmapped `size` at a time, so a short sentence is not padded to the batch's longest (padding
-    costs FLOPs and changes nothing). Without an attention mask: one bucket, untrimmed."""
+    costs FLOPs and changes nothing). Without an attention mask: one bucket, untrimmed. The
+    positions live on the inputs' device (they index the engines' tensors there)."""
     n = inputs[0].shape[0]
     if "attention_mask" not in batch:
-        return [(torch.arange(n), inputs)]
+        return [(torch.arange(n, device=inputs[0].device), inputs)]
     lengths = batch["attention_mask"].sum(dim=1)
     order = torch.argsort(lengths, stable=True)
     buckets = []

@@ -13,6 +13,9 @@ Jacobians from `torch.func`, for any parameter and any per-sample function.
   (a chunk deep in the network only back-propagates as far as its own layer).
 * Embedding tables: ∂F/∂E is zero on every row no input token selects, so only the rows the
   batch uses are differentiated (exact, and 30k → a few hundred rows for a word embedding).
+* Device and precision: the index slots and everything else made here live on the parameters'
+  device; `vmap(jacrev(...))` runs under the caller's autocast, each J_c J_cᵀ without it, in
+  float32 (`precision.py`).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import torch
 from torch.func import jacrev, vmap
 
 from ttrlab.theory._src.hf import SampleFunction, length_buckets, sample_inputs, sequence_classifier_function
+from ttrlab.theory._src.precision import gram
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,9 @@ def pack_chunks(pieces: list[Piece], chunk_numel: int) -> list[list[Piece]]:
 
 
 def row_slots(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """For every row of `table`: its position in `rows`, or -1."""
-    slot = torch.full((table.shape[0],), -1, dtype=torch.long)
-    slot[rows] = torch.arange(len(rows))
+    """For every row of `table`: its position in `rows`, or -1 (on the table's device)."""
+    slot = torch.full((table.shape[0],), -1, dtype=torch.long, device=table.device)
+    slot[rows] = torch.arange(len(rows), device=table.device)
     return slot
 
 
@@ -163,7 +167,7 @@ def contributions(model: torch.nn.Module, batch: dict[str, torch.Tensor], names:
             per_bucket = [vmap(jacrev(f_chunk), in_dims=(None,) + (0,) * len(b))(variables, *b) for _, b in buckets]
             for i, p in enumerate(chunk):
                 j = torch.cat([jac[i] for jac in per_bucket]).reshape(rows, -1)
-                share = original_order((j @ j.T).double())
+                share = original_order(gram(j))
                 per_name[p.name] = per_name[p.name] + share if p.name in per_name else share
             del per_bucket
     finally:

@@ -25,6 +25,10 @@ Supported parameter owners (everything in BERT-family encoders and LoRA adapters
 Any other parameter goes to the Jacobian engine (`jacobian.py`; `ttrlab.theory.ntk.empirical_ntk`
 does the split). Memory: the kernel, plus a and δ of the real tokens for a group of layers
 (≤ `max_bytes`; more groups mean more passes), plus one bucket's activations — never N·P.
+
+Device and precision: every tensor made here lives on the device of the batch and the model; the
+forward and backward run under the caller's autocast, the contractions without it, in float32
+and accumulated in float64 (`precision.py`).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ import torch
 from torch import nn
 
 from ttrlab.theory._src.hf import INPUT_KEYS, classifier_forward, length_buckets, sample_inputs
+from ttrlab.theory._src.precision import exact, gram, widen
 
 GHOST_BLOCK_ROWS = 512  # O·token rows of one ghost block: bounds its Gram; off-diagonal blocks are computed once
 
@@ -145,8 +150,9 @@ def contributions(model: nn.Module, batch: dict[str, torch.Tensor], sites: list[
         logits = None
         for group in group_sites(sites, tokens, outputs, max_bytes):
             logits = record_pass(forward, buckets, group)
-            for site in group:
-                per_name.update(site_kernels(site, n, max_bytes))
+            with exact(logits.device):
+                for site in group:
+                    per_name.update(site_kernels(site, n, max_bytes))
     finally:
         for name, p in named.items():
             p.requires_grad_(saved[name])
@@ -176,12 +182,12 @@ def record_pass(
             # one backward for all O logits: the cotangents e_a (summed over the batch: samples do
             # not interact in eval mode) are vmapped through the same graph. None if no module of
             # this group ran (their weights are used some other way: the Jacobian engine's)
-            basis = torch.eye(outputs, dtype=logits.dtype)[:, None, :].expand(outputs, *logits.shape)
+            basis = torch.eye(outputs, dtype=logits.dtype, device=logits.device)[:, None, :].expand(outputs, *logits.shape)
             grads = torch.autograd.grad(logits, [out for _, out, _ in pending], grad_outputs=basis,
                                         is_grads_batched=True, allow_unused=True) if pending else ()
             for (site, out, rows), g in zip(pending, grads):
                 width = out.shape[-1] if site.kind != "layer_norm" else math.prod(site.module.normalized_shape)
-                g = torch.zeros(outputs, *out.shape, dtype=out.dtype) if g is None else g
+                g = torch.zeros(outputs, *out.shape, dtype=out.dtype, device=out.device) if g is None else g
                 site.deltas.append(g.reshape(outputs, -1, width)[:, rows])
             logits_parts.append((positions, logits.detach()))
             del pending, grads, logits
@@ -191,7 +197,8 @@ def record_pass(
         for site in sites:
             site.pending.clear()
     n = sum(len(p) for p, _ in logits_parts)
-    out = torch.empty(n, logits_parts[0][1].shape[1], dtype=logits_parts[0][1].dtype)
+    first = logits_parts[0][1]
+    out = torch.empty(n, first.shape[1], dtype=first.dtype, device=first.device)
     for positions, part in logits_parts:
         out[positions] = part
     return out
@@ -220,7 +227,7 @@ def _recorder(site: Site, current: dict[str, torch.Tensor]):
             samples = positions[:, None].expand(batch, length).reshape(-1)
         else:  # pooled (e.g. [B, d] for the head), or another layout: every position is a row
             per_sample = math.prod(prefix[1:])
-            rows = torch.ones(batch * per_sample, dtype=torch.bool)
+            rows = torch.ones(batch * per_sample, dtype=torch.bool, device=mask.device)
             samples = positions.repeat_interleave(per_sample)
         flat = x.detach().reshape(batch * math.prod(prefix[1:]), -1)
         if kind == "embedding":
@@ -244,7 +251,7 @@ def _recorder(site: Site, current: dict[str, torch.Tensor]):
 def per_sample_sum(values: torch.Tensor, samples: torch.Tensor, n: int) -> torch.Tensor:
     """[O, T, F] rows → [N, O, F] per-sample sums."""
     o, _, width = values.shape
-    out = torch.zeros(n, o, width, dtype=values.dtype)
+    out = torch.zeros(n, o, width, dtype=values.dtype, device=values.device)
     out.index_add_(0, samples, values.transpose(0, 1))
     return out
 
@@ -252,8 +259,7 @@ def per_sample_sum(values: torch.Tensor, samples: torch.Tensor, n: int) -> torch
 def gram_of_per_sample(g: torch.Tensor) -> torch.Tensor:
     """[N, O, F] per-sample gradients → [N, O, N, O] kernel share (float64)."""
     n, o, _ = g.shape
-    flat = g.reshape(n * o, -1)
-    return (flat @ flat.T).double().reshape(n, o, n, o)
+    return gram(g.reshape(n * o, -1)).reshape(n, o, n, o)
 
 
 def ghost_gram(inputs: torch.Tensor, deltas: torch.Tensor, samples: torch.Tensor, n: int,
@@ -265,7 +271,7 @@ def ghost_gram(inputs: torch.Tensor, deltas: torch.Tensor, samples: torch.Tensor
     block_rows = block_rows or GHOST_BLOCK_ROWS
     order = torch.argsort(samples, stable=True)
     samples, inputs, deltas = samples[order], inputs[order], deltas[:, order]
-    kernel = torch.zeros(n, o, n, o, dtype=torch.float64)
+    kernel = torch.zeros(n, o, n, o, dtype=torch.float64, device=deltas.device)
     bounds = sample_blocks(samples, n, max(1, block_rows // o))
     for p, (i0, i1, r0, r1) in enumerate(bounds):
         for (j0, j1, s0, s1) in bounds[p:]:
@@ -288,7 +294,7 @@ def ghost_gram(inputs: torch.Tensor, deltas: torch.Tensor, samples: torch.Tensor
 def sample_blocks(samples: torch.Tensor, n: int, max_rows: int) -> list[tuple[int, int, int, int]]:
     """Contiguous sample ranges [i0, i1) with their row ranges [r0, r1) in the sorted rows, each
     of at most `max_rows` rows (a sample larger than that is a block of its own)."""
-    starts = torch.searchsorted(samples, torch.arange(n + 1)).tolist()
+    starts = torch.searchsorted(samples, torch.arange(n + 1, device=samples.device)).tolist()
     blocks, i0 = [], 0
     while i0 < n:
         i1 = i0 + 1
@@ -300,12 +306,14 @@ def sample_blocks(samples: torch.Tensor, n: int, max_rows: int) -> list[tuple[in
 
 
 def site_kernels(site: Site, n: int, max_bytes: int) -> dict[str, torch.Tensor]:
-    """Kernel share [N, O, N, O] of each selected parameter of one site."""
+    """Kernel share [N, O, N, O] of each selected parameter of one site. Call it without autocast
+    (`precision.exact`): the records are widened to float32 here and every product below must
+    stay in it."""
     if not site.inputs:
         return {}
-    inputs = torch.cat(site.inputs)
+    inputs = widen(torch.cat(site.inputs))  # token indices (embeddings) stay integers
     samples = torch.cat(site.samples)
-    deltas = torch.cat(site.deltas, dim=1)
+    deltas = widen(torch.cat(site.deltas, dim=1))
     site.inputs.clear()
     site.samples.clear()
     site.deltas.clear()
@@ -336,10 +344,10 @@ def per_sample_weight_gradients(inputs: torch.Tensor, deltas: torch.Tensor, samp
     order = torch.argsort(samples, stable=True)
     samples, inputs, deltas = samples[order], inputs[order], deltas[:, order]
     counts = torch.bincount(samples, minlength=n)
-    slot = torch.arange(tokens) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    slot = torch.arange(tokens, device=samples.device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
     longest = int(counts.max())
-    a = torch.zeros(n, longest, inputs.shape[1], dtype=inputs.dtype)
+    a = torch.zeros(n, longest, inputs.shape[1], dtype=inputs.dtype, device=inputs.device)
     a[samples, slot] = inputs
-    d = torch.zeros(n, longest, o * d_out, dtype=deltas.dtype)
+    d = torch.zeros(n, longest, o * d_out, dtype=deltas.dtype, device=deltas.device)
     d[samples, slot] = deltas.permute(1, 0, 2).reshape(tokens, o * d_out)
     return (d.transpose(1, 2) @ a).reshape(n, o, d_out * inputs.shape[1])

@@ -3,7 +3,8 @@ baseline of `benchmarks/ntk.py`.
 
 For each sample (unpadded, its own forward through the model's own HF mask handling) and each
 logit, one backward pass; the N·O flat gradients of a parameter are stacked into G and its share
-is G Gᵀ. Memory N·O·P.
+is G Gᵀ. Memory N·O·P. The forwards run under the caller's autocast, the Grams without it
+(`precision.py`), like the engines.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from ttrlab.theory._src.hf import INPUT_KEYS
+from ttrlab.theory._src.precision import gram
 
 
 def per_parameter_kernels(model: torch.nn.Module, batch: dict[str, torch.Tensor],
@@ -37,8 +39,6 @@ def per_parameter_kernels(model: torch.nn.Module, batch: dict[str, torch.Tensor]
         for n, p in named.items():
             p.requires_grad_(saved[n])
     n_samples, o = len(logits_rows), logits_rows[0].shape[0]
-    kernels = {}
-    for k, name in enumerate(names):
-        g = torch.stack([r[k].reshape(-1) for r in rows])
-        kernels[name] = (g @ g.T).double().reshape(n_samples, o, n_samples, o)
+    kernels = {name: gram(torch.stack([r[k].reshape(-1) for r in rows])).reshape(n_samples, o, n_samples, o)
+               for k, name in enumerate(names)}
     return kernels, torch.stack(logits_rows)
