@@ -42,3 +42,17 @@ def test_output_gradient_is_softmax_minus_onehot():
     p = torch.softmax(logits.double(), -1)
     assert torch.allclose(r, p - torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64))
     assert torch.allclose(r.sum(-1), torch.zeros(2, dtype=torch.float64))
+
+
+def test_fisher_takes_tensors_as_they_come_off_the_device():
+    """The NTK stays on the run's device: labels are moved to the logits' device (here: given as
+    a list), eigenvalues come back as host numpy, and the spectrum summary also accepts a tensor."""
+    from ttrlab.theory.information import summarize_spectrum
+
+    model = lora(tiny_bert(), rank=2)
+    ntk = empirical_ntk(model, batch(n=4))
+    labels = [0, 1, 1, 0]
+    eigenvalues = fisher_eigenvalues(ntk.kernel, ntk.logits, labels)
+    assert isinstance(eigenvalues, np.ndarray)
+    assert np.array_equal(eigenvalues, fisher_eigenvalues(ntk.kernel, ntk.logits, torch.tensor(labels)))
+    assert summarize_spectrum(torch.from_numpy(eigenvalues)) == summarize_spectrum(eigenvalues)

@@ -14,6 +14,9 @@ the whole nonzero Fisher spectrum without ever forming a P × P matrix.
 
 Departure from the paper: Eq. 8 writes the trace-like scalar ∇Lᵀ∇L inside the expectation; we
 take the matrix gᵢgᵢᵀ (the Fisher *matrix*, whose eigenvalues Eq. 9 needs).
+
+Device: the Gram and its eigenvalues are computed where the kernel is (an NTK stays on the run's
+device); labels are moved there; only the N eigenvalues come back to the host, as numpy.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import torch
 def output_gradients(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """rᵢ = ∂L/∂F(xᵢ) = softmax(F(xᵢ)) − one_hot(yᵢ) for the cross-entropy loss, [N, O]."""
     probabilities = torch.softmax(logits.double(), dim=-1)
-    return probabilities - torch.nn.functional.one_hot(labels.long(), probabilities.shape[-1]).double()
+    labels = torch.as_tensor(labels, device=logits.device).long()
+    return probabilities - torch.nn.functional.one_hot(labels, probabilities.shape[-1]).double()
 
 
 def loss_gradient_gram(kernel: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -38,11 +42,11 @@ def fisher_eigenvalues(kernel: torch.Tensor, logits: torch.Tensor, labels: torch
     (the remaining P − N eigenvalues of I are zero)."""
     gram = loss_gradient_gram(kernel, logits, labels) / kernel.shape[0]
     eigenvalues = torch.linalg.eigvalsh((gram + gram.T) / 2)
-    return np.sort(eigenvalues.numpy())[::-1].copy()
+    return np.sort(eigenvalues.cpu().numpy())[::-1].copy()
 
 
 def primal_fisher_eigenvalues(per_sample_gradients: torch.Tensor) -> np.ndarray:
     """Reference for tests: eigenvalues of the P × P matrix (1/N) Σ gᵢgᵢᵀ, descending."""
     g = per_sample_gradients.double()
     fisher = g.T @ g / g.shape[0]
-    return np.sort(torch.linalg.eigvalsh(fisher).numpy())[::-1].copy()
+    return np.sort(torch.linalg.eigvalsh(fisher).cpu().numpy())[::-1].copy()

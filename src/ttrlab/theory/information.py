@@ -30,16 +30,24 @@ ALPHAS: tuple[float, ...] = (0.5, 1.0, 2.0, math.inf)
 DEFAULT_RELATIVE_EPS = 1e-6
 
 
+def as_spectrum(eigenvalues) -> np.ndarray:
+    """Eigenvalues (a sequence, a numpy array or a torch tensor on any device) as a flat float64
+    numpy array on the host."""
+    if hasattr(eigenvalues, "detach"):  # a torch tensor, possibly on a GPU
+        eigenvalues = eigenvalues.detach().cpu().double().numpy()
+    return np.asarray(eigenvalues, dtype=np.float64).ravel()
+
+
 def positive_spectrum(eigenvalues, eps: float | None = None, relative_eps: float = DEFAULT_RELATIVE_EPS) -> np.ndarray:
     """The eigenvalues > ε, as float64. ε defaults to `relative_eps` · λ_max (0 for an all-zero
     spectrum)."""
-    lam = np.asarray(eigenvalues, dtype=np.float64).ravel()
+    lam = as_spectrum(eigenvalues)
     threshold = spectrum_threshold(lam, eps, relative_eps)
     return lam[lam > threshold]
 
 
 def spectrum_threshold(eigenvalues, eps: float | None = None, relative_eps: float = DEFAULT_RELATIVE_EPS) -> float:
-    lam = np.asarray(eigenvalues, dtype=np.float64).ravel()
+    lam = as_spectrum(eigenvalues)
     if eps is not None:
         if eps < 0:
             raise ValueError(f"eps {eps} must be >= 0")
@@ -100,7 +108,7 @@ def summarize_spectrum(
     alphas: Iterable[float] = ALPHAS,
 ) -> dict[str, float]:
     """Every scalar of this module for one spectrum, flat (JSON and sweep metrics)."""
-    lam = np.asarray(eigenvalues, dtype=np.float64).ravel()
+    lam = as_spectrum(eigenvalues)
     threshold = spectrum_threshold(lam, eps, relative_eps)
     kept = lam[lam > threshold]
     out: dict[str, float] = {
