@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sizes = [int(x) for x in args.n.split(",")]
-    examples = seeded_subset(load_split(TASKS.get("sst2"), "train"), max(sizes), seed=0)
+    # default_rng(0): the sample seeded_subset(..., seed=0) drew before it took a generator
+    examples = seeded_subset(load_split(TASKS.get("sst2"), "train"), max(sizes), np.random.default_rng(0))
 
     rows = []
     for method in args.methods.split(","):
