@@ -1,19 +1,29 @@
 """The HTML report in a real headless browser (Debian's chromium): it loads with no console
 message at all (the report has no script; a CSP violation or a broken resource would log), the
-figures decode (checked by a probe copy of the page that counts decoded images), and a
-screenshot is written. Skipped when chromium is not installed."""
+figures decode (checked by a probe copy of the page that counts decoded images), a screenshot is
+written, and the DOM chromium builds from a database holding every attack has a headline row
+for each and the Table E.1 and Table 3 sections with the paper's numbers. Skipped when chromium
+is not installed."""
 import re
 import shutil
 import subprocess
 
 import pytest
 
-from test_report_build import make_db, upa_configs
+from test_report_build import (
+    CLASSIFICATION_ATTACKS,
+    GENERATIVE_ATTACKS,
+    all_attack_configs,
+    headline_rows,
+    make_db,
+    tables_of,
+    upa_configs,
+)
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-         "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+         "--no-first-run", "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
 PROBE = """<script>
 window.addEventListener("load", () => {
   const imgs = [...document.querySelectorAll("img.figure")];
@@ -21,6 +31,7 @@ window.addEventListener("load", () => {
   console.log("PROBE images " + ok + "/" + imgs.length + " sections " + document.querySelectorAll("section").length);
 });
 </script></body>"""
+SECTIONS = 10  # summary, figures, Tables 2, E.1, 3, comparisons, aggregates, failures, sweeps, versions
 
 
 def chromium(page, tmp_path, *extra):
@@ -30,14 +41,23 @@ def chromium(page, tmp_path, *extra):
     return out, console
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def build(tmp_path_factory, name, configs):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     from ttrlab.report import build_report
 
-    root = tmp_path_factory.mktemp("browser")
-    return build_report(make_db(root / "r.sqlite", upa_configs()), root / "report")
+    root = tmp_path_factory.mktemp(name)
+    return build_report(make_db(root / "r.sqlite", configs), root / "report")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    return build(tmp_path_factory, "browser", upa_configs())
+
+
+@pytest.fixture(scope="module")
+def every_attack(tmp_path_factory):
+    return build(tmp_path_factory, "every_attack", all_attack_configs())
 
 
 def test_console_errors_are_detected(tmp_path):
@@ -56,7 +76,7 @@ def test_report_loads_without_console_messages(report, tmp_path):
     assert console == []
     dom = out.stdout
     assert dom.count('src="data:image/svg+xml;base64,') == 2
-    assert "Fig. 1." in dom and "LoRA vs FF at the same setting" in dom
+    assert "Fig. 1." in dom and "Each method vs full fine-tuning at the same setting" in dom
 
 
 def test_figures_decode_in_the_browser_and_screenshot(report, tmp_path):
@@ -65,7 +85,35 @@ def test_figures_decode_in_the_browser_and_screenshot(report, tmp_path):
     html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)  # let the probe script run
     probe.write_text(html.replace("</body>", PROBE, 1))
     _, console = chromium(probe, tmp_path, "--dump-dom")
-    assert any("PROBE images 2/2 sections 8" in line for line in console), console
+    assert any(f"PROBE images 2/2 sections {SECTIONS}" in line for line in console), console
     shot = report.with_name("screenshot.png")
     chromium(report, tmp_path, f"--screenshot={shot}", "--window-size=1280,1800", "--hide-scrollbars")
     assert shot.stat().st_size > 20_000
+
+
+def test_every_attack_in_the_browser_headline_table_e1_and_table_3(every_attack, tmp_path):
+    out, console = chromium(every_attack, tmp_path, "--dump-dom")
+    assert out.returncode == 0 and console == []
+    dom = out.stdout
+    headline = headline_rows(dom)
+    assert {(r["kind"], r["attack"]) for r in headline} == (
+        {("train", a) for a in CLASSIFICATION_ATTACKS} | {("generative", a) for a in GENERATIVE_ATTACKS})
+    assert all(r["verdict"].startswith("n too small") for r in headline)  # two seeds: nothing marked
+    assert tables_of(dom).bold["summary"] == []
+    sections = tables_of(dom).sections
+    e1 = " ".join(" ".join(r) for r in sections["table-e1"])
+    for number in ("82.91 ± 6.77", "89.14 ± 1.86", "91.78 ± 0.47", "92.77 ± 0.21", "51.37 ± 0.11", "100.00 ± 0.00",
+                   "75.34 ± 0.93", "87.28 ± 1.34"):
+        assert f"paper {number}" in e1, number
+    assert {"MT", "CL-BPA", "IL-BPA", "S-BPA"} <= {r[1] for r in sections["table-e1"][1:]}
+    t3 = " ".join(" ".join(r) for r in sections["table3"])
+    for number in ("90.91", "84.85", "92.93", "88.89", "86.87"):
+        assert f"paper {number}" in t3, number
+    assert "Appendix E.3, Table 3" in dom and "Appendix E.1" in dom
+    probe = every_attack.with_name("probe.html")
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", every_attack.read_text())
+    probe.write_text(html.replace("</body>", PROBE, 1))
+    _, console = chromium(probe, tmp_path, "--dump-dom")
+    images = html.count('<img src="data:image/svg+xml;base64,')
+    assert images == 17  # Figs. 1, 6 (UPA); 2, 7, 8 for BPA and for each of the four other backdoors
+    assert any(f"PROBE images {images}/{images} sections {SECTIONS}" in line for line in console), console

@@ -13,10 +13,10 @@ from scipy.stats import spearmanr
 
 from ttrlab.config import RunConfig
 from ttrlab.report import build_report
+from ttrlab.report.stats import exact_spearman_p
 from ttrlab.sweep.kinds import RUN_KINDS
 from ttrlab.sweep.store import ResultStore
 from ttrlab.theory.experiment import TheoryConfig
-from ttrlab.theory.figures import exact_spearman_p
 from ttrlab.theory.information import summarize_spectrum
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -126,7 +126,7 @@ def quick_training_figures(monkeypatch):
 
     def render(figure, out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{figure.spec.id}{figure.variant}"
+        stem = figure.stem
         paths = {"png": out_dir / f"{stem}.png", "svg": out_dir / f"{stem}.svg"}
         paths["png"].write_bytes(b"stub")
         paths["svg"].write_text('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"/>')
@@ -283,8 +283,8 @@ def test_cpu_theory_specs_match_training_specs(theory, training):
     seed, and a clean run of that setting and seed (for the UPA accuracy drop)."""
     from pathlib import Path
 
+    from ttrlab.report.matching import ATTACK_KEYS, is_clean, match_key
     from ttrlab.sweep.spec import load_spec
-    from ttrlab.theory.figures import ATTACK_KEYS, is_clean, match_key
 
     specs = Path(__file__).resolve().parents[1] / "specs"
     runs = [r.config_dict for path in training for r in load_spec(specs / path).expand().runs]
@@ -314,7 +314,7 @@ def test_fig3_spec_spans_the_papers_grid():
 @pytest.mark.browser
 def test_theory_section_in_a_real_browser(theory_report, tmp_path):
     """No console message, and every figure (the theory ones included) decodes in chromium."""
-    from test_report_browser import CHROMIUM, PROBE, chromium
+    from test_report_browser import CHROMIUM, PROBE, SECTIONS, chromium
 
     if CHROMIUM is None:
         pytest.skip("chromium is not installed")
@@ -328,4 +328,4 @@ def test_theory_section_in_a_real_browser(theory_report, tmp_path):
     _, console = chromium(probe, tmp_path, "--dump-dom")
     images = html.count('<img src="data:image/svg+xml;base64,')
     # stubbed training figures are 400 × 300 SVGs (> 100 px): all images must decode
-    assert any(f"PROBE images {images}/{images} sections 9" in line for line in console), console
+    assert any(f"PROBE images {images}/{images} sections {SECTIONS + 1}" in line for line in console), console

@@ -6,9 +6,10 @@ import pytest
 
 from ttrlab.cli import main
 from ttrlab.errors import UserError
+from ttrlab.report import theory_vs_measured
 from ttrlab.theory.experiment import TheoryConfig, compute_theory
+from ttrlab.theory.figures import fig3_grid_from_results
 from ttrlab.theory.measures import theorem_3_6_check
-from ttrlab.theory.figures import fig3_grid_from_results, theory_vs_measured
 
 
 @pytest.fixture
@@ -92,18 +93,26 @@ def test_sweep_kind_and_fig3_from_results():
 
 
 def test_theory_vs_measured_rank_correlation(tmp_path):
+    from ttrlab.attacks import ATTACKS
+
+    measure = ATTACKS.get("bpa").robustness_measure()  # a backdoor's: the ASR
     theory, training = [], []
     for i, rank in enumerate((4, 8, 16, 32)):
         config = {"task": "sst2", "model": "minilm", "method": "lora", "rank": rank, "init": "kaiming_uniform",
                   "init_scale": None, "attack": "bpa", "rate": 0.1, "seed": 0}
         theory.append({"config": config, "metrics": {"m_prime": float(i)}})
         training.append({"config": config, "metrics": {"asr": 0.1 * i, "clean.accuracy": 0.9}})
-    out = theory_vs_measured(theory, training, "m_prime", "asr", path=tmp_path / "t.png")
+    # the same configuration at another seed: no theory run of that seed, so it is left out
+    training.append({"config": {**training[-1]["config"], "seed": 1}, "metrics": {"asr": 5.0}})
+    out = theory_vs_measured(theory, training, "m_prime", measure, path=tmp_path / "t.png")
     assert out["spearman_rho"] == pytest.approx(1.0) and out["n_points"] == 4
+    assert next(p for p in out["points"] if p["key"]["rank"] == 32)["measured"] == pytest.approx(0.3)
     assert (tmp_path / "t.png").is_file()
     for t in training:
         t["metrics"]["asr"] = -t["metrics"]["asr"]
-    assert theory_vs_measured(theory, training, "m_prime", "asr")["spearman_rho"] == pytest.approx(-1.0)
+    assert theory_vs_measured(theory, training, "m_prime", measure)["spearman_rho"] == pytest.approx(-1.0)
+    with pytest.raises(UserError, match="unknown measure"):
+        theory_vs_measured(theory, training, "m_prime", "accuracy")
 
 
 def test_cli_fig3_spectrum_and_errors(tmp_path, capsys):

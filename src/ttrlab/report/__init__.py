@@ -1,10 +1,16 @@
-"""Reports: aggregate a results database over seeds (mean ± std, bootstrap CI, LoRA vs FF
-Welch's t-test and Hedges' g), draw the paper's figures and Table 2, and write one
-self-contained HTML file.
+"""Reports: aggregate a results database over seeds, compare every method with full fine-tuning
+at the same setting (paired by seed, exact sign-flip test; `stats` says what is claimed at few
+seeds), draw the paper's figures per attack, Tables 2, E.1 and 3 with the paper's numbers
+beside, and write one self-contained HTML file.
 
     from ttrlab.report import build_report
     index = build_report("results.sqlite", "report/")
+
+`theory_vs_measured(theory_runs, training_runs, quantity, measure)` pairs theory runs with the
+training runs of the same configuration and seed (`ttrlab.report.matching`) and returns
+Spearman's ρ of a computed quantity against the measured robustness.
 """
 from ttrlab.report.html import build_report
+from ttrlab.report.theory import theory_vs_measured
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "theory_vs_measured"]

@@ -1,50 +1,116 @@
-"""From stored runs to aggregates: one *cell* per setting (the resolved config without the seed),
-summarised over its seeds, and LoRA-vs-FF comparisons at the same task/attack/rate/data/steps.
+"""From stored runs to aggregates: one *cell* per setting (a run's identity without the seed),
+summarised over its seeds, and every non-full method's cell compared with the full method's
+cell at the same setting.
 
-A cell's identity follows `RunConfig.run_key`: the resolved learning rate counts (the preset
-name does not), a full fine-tuning cell ignores the LoRA knobs, and `data_dir` (a path on
-one machine) is left out so results from two machines with the same data meet in one cell.
-Runs of other kinds (e.g. "theory") are grouped by their config without the seed.
+A cell's identity is the run key's (`RunSettings.run_key`), read from the run kind's own config
+class: the resolved learning rate counts (the preset name does not), a method's settings count
+only for runs of that method (FF ignores LoRA's rank), and what does not change a run (the data
+folder, the device, fp32) is left out — so results from two machines meet in one cell. A run
+whose kind is not registered here, or whose stored config its kind no longer reads, is grouped
+by its stored config without the seed.
+
+Comparisons (`method_vs_full`) are made for every run kind that trains (classification and
+generative; theory computes at initialisation and is compared with training runs in the Theory
+section instead): each non-full method's cell against the full method's (`Method.is_full`) cell
+that agrees on everything but the method, the learning rate and the methods' own settings.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from ttrlab.report.stats import Comparison, Summary, compare, stable_seed, summarize
+from ttrlab.errors import UserError
+from ttrlab.evaluation import METRICS
+from ttrlab.methods import METHODS, method_settings
+from ttrlab.report.stats import MIN_N, Comparison, Summary, compare, stable_seed, summarize
 
-LORA_KEYS = ("rank", "alpha", "lora_dropout", "target_modules", "init", "init_scale")
-NOT_IDENTITY = ("seed", "data_dir", "lr_preset")
 # config keys shown as columns in tables (the rest stays in the cell's full config)
 SHOWN = ("task", "model", "method", "attack", "rate", "rank", "alpha", "init", "init_scale", "lr",
          "train_size", "eval_size", "max_steps")
 
 
-def resolved_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The config as the run saw it: for "train", the learning rate resolved from its preset and
-    the LoRA knobs removed from FF runs (they do not change them)."""
-    resolved = dict(config)
-    if kind == "train":
-        if resolved.get("lr") is None and "lr_preset" in resolved:
-            from ttrlab.config import preset_learning_rate
+# ---- run kinds ----------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def kind_experiment(kind: str):
+    """The pipeline experiment of a registered run kind, or None (a plugin kind without one, or
+    a kind this installation does not know)."""
+    from ttrlab.sweep.kinds import RUN_KINDS
 
-            resolved["lr"] = preset_learning_rate(resolved["lr_preset"], resolved.get("method", "lora"),
-                                                  int(resolved.get("rank", 8)))
-        if resolved.get("method") == "ff":
-            for key in LORA_KEYS:
-                resolved.pop(key, None)
-    return resolved
+    if kind not in RUN_KINDS:
+        return None
+    return getattr(RUN_KINDS.get(kind), "experiment", None)
 
 
+def task_type(kind: str) -> str | None:
+    """What the kind's models are adapted for ("classification", "generation"), or None."""
+    experiment = kind_experiment(kind)
+    return experiment.config_type.TASK_TYPE if experiment is not None else None
+
+
+def kind_order(kind: str) -> tuple[int, str]:
+    """Registered kinds in registration order (train, generative, theory), then the others."""
+    from ttrlab.sweep.kinds import RUN_KINDS
+
+    order = RUN_KINDS.registered()
+    return (order.index(kind) if kind in order else len(order), kind)
+
+
+def trains(kind: str) -> bool:
+    experiment = kind_experiment(kind)
+    return experiment is not None and experiment.trains
+
+
+def is_default_setting(kind: str, config: dict[str, Any]) -> bool:
+    """Whether a run's method settings are its kind's defaults (e.g. LoRA r = 8, α = 16 for
+    classification): the setting tables and figures show when a database holds several."""
+    experiment = kind_experiment(kind)
+    method = METHODS.get(config["method"]) if config.get("method") in METHODS else None
+    if experiment is None or method is None or method.settings is None:
+        return True
+    defaults = experiment.config_type()
+    return all(config.get(name) == getattr(defaults, name) for name in method.settings.field_names())
+
+
+def method_label(config: dict[str, Any]) -> str:
+    """The method with its settings, as the method describes itself ("FF", "LoRA r=8, α=16");
+    a setting the stored config lacks counts as its default."""
+    name = config.get("method")
+    if name not in METHODS:
+        return str(name)
+    method = METHODS.get(name)
+    defaults = dataclasses.asdict(method.settings()) if method.settings is not None else {}
+    return method.describe({**defaults, **{k: v for k, v in config.items() if v is not None or k not in defaults}})
+
+
+def method_owned_keys() -> set[str]:
+    """Every registered method's own setting names (LoRA's rank, alpha, ...)."""
+    return {name for section in method_settings() for name in section.field_names()}
+
+
+# ---- cells --------------------------------------------------------------------------------------
 def cell_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    resolved = resolved_config(kind, config)
-    return {k: v for k, v in resolved.items() if k not in NOT_IDENTITY}
+    """The identity of a stored run without its seed (see the module docstring)."""
+    experiment = kind_experiment(kind)
+    if experiment is not None:
+        try:
+            typed = experiment.config_type.from_dict(config)
+            values = typed.resolved()
+            for section in type(typed).sections():  # the same steps as RunSettings.run_key
+                if "identity" in section.__dict__:
+                    section.identity(typed, values)
+            values.pop("seed", None)
+            return values
+        except (UserError, TypeError, ValueError):
+            pass  # a config this version cannot read: grouped as stored
+    return {k: v for k, v in config.items() if k != "seed"}
 
 
 def cell_id(kind: str, cell: dict[str, Any]) -> str:
@@ -57,17 +123,17 @@ class Cell:
     kind: str
     id: str
     config: dict[str, Any]
-    seeds: list[int] = field(default_factory=list)
-    values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # metric -> per seed
+    seeds: list[Any] = field(default_factory=list)
+    values: dict[str, dict[Any, float]] = field(default_factory=lambda: defaultdict(dict))  # metric -> seed -> value
     summaries: dict[str, Summary] = field(default_factory=dict)
 
+    @property
+    def method(self):
+        name = self.config.get("method")
+        return METHODS.get(name) if name in METHODS else None
 
-@dataclass
-class ComparisonRow:
-    lora: Cell
-    ff: Cell
-    metric: str
-    result: Comparison
+    def method_label(self) -> str:
+        return method_label(self.config)
 
 
 def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
@@ -82,48 +148,74 @@ def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
             continue
         cell.seeds.append(seed)
         for metric, value in run["metrics"].items():
-            cell.values[metric].append(value)
+            cell.values[metric][seed] = value
     for cell in cells.values():
-        for metric, values in cell.values.items():
-            cell.summaries[metric] = summarize(values, stable_seed(cell.id, metric))
+        for metric, by_seed in cell.values.items():
+            cell.summaries[metric] = summarize(list(by_seed.values()))
     return sorted(cells.values(), key=_cell_order)
 
 
 def _cell_order(cell: Cell) -> tuple:
     c = cell.config
-    return (cell.kind, str(c.get("task", "")), str(c.get("attack", "")), float(c.get("rate", 0) or 0),
-            str(c.get("method", "")), int(c.get("rank", 0) or 0), str(c.get("init", "")),
-            float(c.get("init_scale") or 0), cell.id)
+    method = cell.method
+    return (kind_order(cell.kind), str(c.get("task", "")), str(c.get("attack", "")), float(c.get("rate", 0) or 0),
+            not (method is not None and method.is_full), str(c.get("method", "")), int(c.get("rank", 0) or 0),
+            str(c.get("init", "")), float(c.get("init_scale") or 0), cell.id)
+
+
+# ---- a method vs the full method ----------------------------------------------------------------
+@dataclass
+class ComparisonRow:
+    cell: Cell  # the non-full method's
+    full: Cell  # the full method's at the same setting
+    metric: str
+    result: Comparison
+
+    def better(self) -> str:
+        """Which side's mean is better by the metric's direction — an observation, not a test."""
+        higher = METRICS.info(self.metric).higher_is_better
+        r = self.result
+        if higher is None or math.isnan(r.difference):
+            return "–"
+        if r.difference == 0:
+            return "tie"
+        method_ahead = (r.difference > 0) == higher
+        return self.cell.method.label if method_ahead else self.full.method.label
 
 
 def comparison_key(cell: Cell) -> str:
-    """Everything but the method, its learning rate and the LoRA knobs."""
-    drop = {"method", "lr", *LORA_KEYS}
-    return json.dumps({k: v for k, v in cell.config.items() if k not in drop}, sort_keys=True, default=str)
+    """Everything but the method, its learning rate and the methods' own settings."""
+    drop = {"method", "lr", *method_owned_keys()}
+    return json.dumps({"kind": cell.kind, **{k: v for k, v in cell.config.items() if k not in drop}},
+                      sort_keys=True, default=str)
 
 
-def lora_vs_ff(cells: list[Cell]) -> list[ComparisonRow]:
-    """For each LoRA cell, each FF cell at the same setting: every metric both hold."""
-    ff_by_key: dict[str, list[Cell]] = defaultdict(list)
+def method_vs_full(cells: list[Cell]) -> list[ComparisonRow]:
+    """For each cell of a non-full method in a kind that trains, each full-method cell at the
+    same setting: every metric both hold, paired by seed."""
+    full_by_key: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells:
-        if cell.kind == "train" and cell.config.get("method") == "ff":
-            ff_by_key[comparison_key(cell)].append(cell)
+        if trains(cell.kind) and cell.method is not None and cell.method.is_full:
+            full_by_key[comparison_key(cell)].append(cell)
     rows = []
     for cell in cells:
-        if cell.kind != "train" or cell.config.get("method") != "lora":
+        if not trains(cell.kind) or cell.method is None or cell.method.is_full:
             continue
-        for ff in ff_by_key.get(comparison_key(cell), []):
-            for metric in sorted(set(cell.values) & set(ff.values)):
-                result = compare(cell.values[metric], ff.values[metric], stable_seed(cell.id, ff.id, metric))
-                rows.append(ComparisonRow(cell, ff, metric, result))
+        for full in full_by_key.get(comparison_key(cell), []):
+            for metric in sorted(set(cell.values) & set(full.values)):
+                result = compare(cell.values[metric], full.values[metric], stable_seed(cell.id, full.id, metric))
+                rows.append(ComparisonRow(cell, full, metric, result))
     return rows
 
 
 # ---- tables -------------------------------------------------------------------------------------
 AGGREGATE_COLUMNS = ("kind", "cell", *SHOWN, "metric", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "seeds")
-COMPARISON_COLUMNS = ("task", "attack", "rate", "lora_rank", "lora_init", "lora_init_scale", "metric", "n_lora", "n_ff",
-                      "mean_lora", "mean_ff", "difference", "ci_low", "ci_high", "welch_t", "welch_df",
-                      "p_value", "hedges_g", "lora_cell", "ff_cell")
+# HTML and Markdown: the interval as text, "n too small" below MIN_N seeds
+AGGREGATE_DISPLAY = ("kind", "cell", *SHOWN, "metric", "n", "mean", "std", "ci95", "min", "max", "seeds")
+COMPARISON_COLUMNS = ("kind", "task", "attack", "rate", "method", "method_setting", "metric", "higher_is_better",
+                      "n_method", "n_full", "mean_method", "mean_full", "difference", "n_pairs", "paired_difference",
+                      "paired_sd", "ci_low", "ci_high", "p_sign_flip", "p_floor", "mdd", "welch_t", "welch_df",
+                      "welch_p", "significant", "verdict", "better", "method_cell", "full_cell")
 
 
 def aggregate_rows(cells: list[Cell]) -> list[dict[str, Any]]:
@@ -133,7 +225,8 @@ def aggregate_rows(cells: list[Cell]) -> list[dict[str, Any]]:
             s = cell.summaries[metric]
             rows.append({
                 "kind": cell.kind, "cell": cell.id, **{k: cell.config.get(k) for k in SHOWN},
-                "metric": metric, **s.as_dict(), "seeds": " ".join(map(str, sorted(cell.seeds))),
+                "metric": metric, **s.as_dict(), "ci95": interval_text(s.n, s.ci_low, s.ci_high),
+                "seeds": " ".join(map(str, sorted(cell.seeds, key=seed_order))),
             })
     return rows
 
@@ -141,15 +234,29 @@ def aggregate_rows(cells: list[Cell]) -> list[dict[str, Any]]:
 def comparison_rows(comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
     rows = []
     for row in comparisons:
-        c, r = row.lora.config, row.result
+        c, r = row.cell.config, row.result
         rows.append({
-            "task": c.get("task"), "attack": c.get("attack"), "rate": c.get("rate"), "lora_rank": c.get("rank"),
-            "lora_init": c.get("init"), "lora_init_scale": c.get("init_scale"), "metric": row.metric,
-            "n_lora": r.n_a, "n_ff": r.n_b, "mean_lora": r.mean_a, "mean_ff": r.mean_b, "difference": r.difference,
-            "ci_low": r.ci_low, "ci_high": r.ci_high, "welch_t": r.t, "welch_df": r.df, "p_value": r.p_value,
-            "hedges_g": r.hedges_g, "lora_cell": row.lora.id, "ff_cell": row.ff.id,
+            "kind": row.cell.kind, "task": c.get("task"), "attack": c.get("attack"), "rate": c.get("rate"),
+            "method": c.get("method"), "method_setting": row.cell.method_label(), "metric": row.metric,
+            "higher_is_better": METRICS.info(row.metric).higher_is_better,
+            "n_method": r.n_a, "n_full": r.n_b, "mean_method": r.mean_a, "mean_full": r.mean_b,
+            "difference": r.difference, "n_pairs": r.n_pairs, "paired_difference": r.paired_difference,
+            "paired_sd": r.paired_sd, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_sign_flip": r.p_sign_flip,
+            "p_floor": r.p_floor, "mdd": r.mdd, "welch_t": r.welch_t, "welch_df": r.welch_df, "welch_p": r.welch_p,
+            "significant": r.significant, "verdict": r.verdict, "better": row.better(),
+            "method_cell": row.cell.id, "full_cell": row.full.id,
         })
     return rows
+
+
+def seed_order(seed: Any) -> tuple:
+    return (0, seed, "") if isinstance(seed, int) else (1, 0, str(seed))
+
+
+def interval_text(n: int, low: float, high: float) -> str:
+    if n < MIN_N:
+        return "n too small"
+    return f"[{fmt(low)}, {fmt(high)}]"
 
 
 def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:

@@ -2,8 +2,12 @@
 self-contained HTML file (figures embedded as base64 SVG, no script, no network: a
 Content-Security-Policy forbids every fetch). The HTML is rendered by Jinja2 with autoescape on,
 so every name that comes from user input (task names, spec text, errors, ...) is escaped.
-Runs of kind "theory" add the Theory section (`ttrlab.report.theory`): Figure 3, theory vs
-measured robustness with Spearman's ρ, Theorems 3.4 and 3.6.
+
+What it holds: the headline comparisons (every attack, each method vs the full method), the
+paper's figures per attack (`ttrlab.report.figures`), Tables 2, E.1 and 3 with the paper's
+numbers beside (`ttrlab.report.tables`), every comparison and aggregate, and — when the database
+holds runs of kind "theory" — the Theory section (`ttrlab.report.theory`). The statistics and
+their rules for few seeds are `ttrlab.report.stats`.
 """
 from __future__ import annotations
 
@@ -18,22 +22,35 @@ from pathlib import Path
 from typing import Any
 
 from ttrlab.io import check_writable_dir, write_text_atomic
+from ttrlab.report import stats
 from ttrlab.report.aggregate import (
     AGGREGATE_COLUMNS,
+    AGGREGATE_DISPLAY,
     COMPARISON_COLUMNS,
     aggregate_rows,
     build_cells,
     comparison_rows,
     fmt,
-    lora_vs_ff,
+    method_vs_full,
     to_csv,
     to_markdown,
 )
-from ttrlab.report.figures import FIGURES, figure_data, render, table2_rows
+from ttrlab.report.figures import FIGURES, attacks_drawn, figure_data, figure_records, render
+from ttrlab.report.tables import (
+    TABLE_3_METRICS,
+    TABLE_E1_METRICS,
+    attacks_without_comparison,
+    headline_rows,
+    metric_labels,
+    paper_numbers,
+    pm,
+    table2_rows,
+    table3_rows,
+    table_e1_rows,
+)
 from ttrlab.report.theory import theory_section
 from ttrlab.sweep.store import FAILED, FINISHED, ResultStore, redacted
 
-HEADLINE_METRICS = {"upa": ("clean.accuracy",), "bpa": ("triggered.accuracy", "asr"), "none": ("clean.accuracy",)}
 X_LABELS = {"rate": "rate ρ", "rank": "rank r", "init_scale": "k"}
 
 
@@ -49,42 +66,23 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     figures_dir = out / "figures"
 
     cells = build_cells(runs)
-    comparisons = lora_vs_ff(cells)
+    comparisons = method_vs_full(cells)
     aggregates = aggregate_rows(cells)
     compared = comparison_rows(comparisons)
     write_text_atomic(out / "aggregates.csv", to_csv(aggregates, AGGREGATE_COLUMNS))
-    write_text_atomic(out / "aggregates.md", to_markdown(aggregates, AGGREGATE_COLUMNS))
+    write_text_atomic(out / "aggregates.md", to_markdown(aggregates, AGGREGATE_DISPLAY))
     write_text_atomic(out / "comparisons.csv", to_csv(compared, COMPARISON_COLUMNS))
     write_text_atomic(out / "comparisons.md", to_markdown(compared, COMPARISON_COLUMNS))
 
-    figures, notes, figure_tables = [], [], {}
-    for spec in FIGURES:
-        data = figure_data(spec, runs)
-        if not data:
-            notes.append(f"Fig. {spec.number} skipped: the database holds no {_needs(spec)}.")
-            continue
-        for figure in data:
-            paths = render(figure, figures_dir)
-            table = figure.table()
-            figure_tables[f"{spec.id}{figure.variant}"] = table
-            figures.append({
-                "anchor": f"{spec.id}{figure.variant}",
-                "title": f"Fig. {spec.number}{figure.variant}.",
-                "caption": f"{spec.title}. Mean ± std (ddof=1) over seeds; columns are tasks.",
-                "alt": f"Figure {spec.number}{figure.variant}: {spec.title}",
-                "context": _context_text(figure.context),
-                "files": ", ".join(str(p.relative_to(out)) for p in paths.values()),
-                "svg_b64": base64.b64encode(paths["svg"].read_bytes()).decode("ascii"),
-                "x_label": X_LABELS[spec.x],
-                "table": [{**r, "x": fmt(r["x"]), "mean": fmt(r["mean"]), "std": fmt(r["std"])} for r in table],
-            })
+    figures, notes, figure_tables = _figures(figure_records(runs), out, figures_dir)
     write_text_atomic(out / "figures.json", json.dumps(figure_tables, indent=1, default=_json_default) + "\n")
 
     table2 = [{
         **{k: row[k] for k in ("task", "init", "attack", "rank", "n")},
         "k": fmt(row["k"]), "rate": fmt(row["rate"]), "test_set": row["test set"],
-        **{m: _pm(row[m]) for m in ("accuracy", "precision", "recall", "f1")},
-    } for row in table2_rows(runs)]
+        **{m: pm(row[m]) for m in ("accuracy", "precision", "recall", "f1")},
+    } for row in table2_rows(cells)]
+    paper = paper_numbers()
 
     theory = theory_section(runs, out)
 
@@ -96,25 +94,74 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         n_cells=len(cells),
         n_figures=len(figures),
         total_hours=f"{sum(r['seconds'] or 0 for r in runs) / 3600:.2f}",
-        headline=_headline(comparisons),
+        rules=_rules(),
+        headline=headline_rows(comparisons),
+        headline_missing=attacks_without_comparison(cells, comparisons),
         figures=figures,
         figure_notes=notes,
         theory=theory,
         table2=table2,
+        table_e1=table_e1_rows(cells),
+        table_e1_metrics=metric_labels(TABLE_E1_METRICS),
+        table3=table3_rows(cells),
+        table3_metrics=metric_labels(TABLE_3_METRICS),
+        paper=paper,
         comparison_columns=COMPARISON_COLUMNS,
         comparisons=[[fmt(r[c]) for c in COMPARISON_COLUMNS] for r in compared],
-        aggregate_columns=AGGREGATE_COLUMNS,
-        aggregates=[[fmt(r[c]) for c in AGGREGATE_COLUMNS] for r in aggregates],
+        aggregate_columns=AGGREGATE_DISPLAY,
+        aggregates=[[fmt(r[c]) for c in AGGREGATE_DISPLAY] for r in aggregates],
         failures=[_failure(r) for r in failed],
         sweeps=[{"name": s.name, "planned": s.planned_runs, "path": s.spec_path or "(inline spec)",
                  "sha": s.spec_sha256, "text": s.spec_text} for s in sweeps],
-        cells=[{"id": c.id, "kind": c.kind, "seeds": " ".join(map(str, sorted(c.seeds))),
+        cells=[{"id": c.id, "kind": c.kind, "seeds": " ".join(map(str, c.seeds)),
                 "config": json.dumps(c.config, sort_keys=True, default=str)} for c in cells],
         versions=_versions(runs),
         ttrlab_version=_ttrlab_version(),
         host=platform.node(),
     )
     return write_text_atomic(out / "index.html", html)
+
+
+def _figures(records: list[dict[str, Any]], out: Path, figures_dir: Path):
+    """Every figure of FIGURES, once per attack drawn (`attacks_drawn`); notes for those skipped."""
+    figures, notes, tables = [], [], {}
+    for spec in FIGURES:
+        drawn_paper, not_drawn = False, []
+        for variant, attacks in attacks_drawn(spec, records):
+            data = figure_data(spec, records, attacks, variant)
+            if not data:
+                not_drawn.append(variant)
+            drawn_paper |= bool(data) and not variant
+            for figure in data:
+                paths = render(figure, figures_dir)
+                table = figure.table()
+                tables[figure.stem] = table
+                drawn = ", ".join(a.upper() for a in figure.attacks.values())
+                figures.append({
+                    "anchor": figure.stem,
+                    "title": f"{figure.name}.",
+                    "caption": f"{spec.title} ({drawn}). Mean ± std (ddof=1) over seeds; columns are tasks.",
+                    "alt": f"{figure.name}: {spec.title} ({drawn})",
+                    "context": _context_text(figure.context),
+                    "files": ", ".join(str(p.relative_to(out)) for p in paths.values()),
+                    "svg_b64": base64.b64encode(paths["svg"].read_bytes()).decode("ascii"),
+                    "x_label": X_LABELS[spec.x],
+                    "table": [{**r, "x": fmt(r["x"]), "mean": fmt(r["mean"]), "std": fmt(r["std"])} for r in table],
+                })
+        variants = [v for v in not_drawn if v]
+        if not drawn_paper:
+            notes.append(f"Fig. {spec.number} skipped: the database holds no {_needs(spec)}"
+                         + (f" (nor for {', '.join(variants)})." if variants else "."))
+        elif variants:
+            notes.append(f"Fig. {spec.number} not drawn for {', '.join(variants)}: the database holds no {_needs(spec)}.")
+    return figures, notes, tables
+
+
+def _rules() -> dict[str, Any]:
+    """The numbers the template's statistics paragraph quotes."""
+    return {"min_n": stats.MIN_N, "alpha": stats.ALPHA, "power": stats.POWER,
+            "exact_pairs": int(math.log2(stats.EXACT_ASSIGNMENTS)),
+            "floors": ", ".join(f"{fmt(stats.sign_flip_floor(n), 4)} ({n})" for n in range(2, 7))}
 
 
 def _template():
@@ -127,44 +174,15 @@ def _template():
 
 def _needs(spec) -> str:
     return {
-        "rate": "train runs with FF or LoRA at two or more poisoning rates for this attack",
+        "rate": "runs of a non-full method and the full method at two or more poisoning rates for this attack",
         "rank": "LoRA runs at two or more ranks for this attack",
-        "init_scale": "LoRA (kaiming_uniform) runs at two or more init variance scales for this attack",
+        "init_scale": "LoRA (default init strategy) runs at two or more init variance scales for this attack",
     }[spec.x]
 
 
 def _context_text(context: dict[str, Any]) -> str:
     shown = ("model", "train_size", "eval_size", "max_steps", "batch_size", "max_length", "rank", "alpha", "init")
     return ", ".join(f"{k}={context[k]}" for k in shown if k in context)
-
-
-def _pm(summary) -> str:
-    if summary.n == 0:
-        return "–"
-    if math.isnan(summary.std):
-        return f"{100 * summary.mean:.2f}"
-    return f"{100 * summary.mean:.2f} ± {100 * summary.std:.2f}"
-
-
-def _headline(comparisons) -> list[dict[str, Any]]:
-    rows = []
-    for c in comparisons:
-        config = c.lora.config
-        if c.metric not in HEADLINE_METRICS.get(config.get("attack"), ()):
-            continue
-        if config.get("init_scale") is not None or config.get("init", "kaiming_uniform") != "kaiming_uniform":
-            continue
-        r = c.result
-        rows.append({
-            "task": config.get("task"), "attack": config.get("attack"), "rate": fmt(config.get("rate")),
-            "metric": c.metric, "lora": f"{fmt(r.mean_a)}", "ff": f"{fmt(r.mean_b)}",
-            "difference": f"{r.difference:+.4f} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
-            "sig": not math.isnan(r.p_value) and r.p_value < 0.05,
-            "p": fmt(r.p_value), "g": fmt(r.hedges_g), "n": f"{r.n_a}/{r.n_b}",
-            "_order": (config.get("task"), config.get("attack"), config.get("rate"), config.get("rank"), c.metric),
-        })
-    rows.sort(key=lambda r: tuple(str(v) for v in r["_order"]))
-    return rows
 
 
 def _failure(run: dict[str, Any]) -> dict[str, str]:

@@ -1,40 +1,66 @@
-"""Statistics over seeds.
+"""Statistics over seeds, honest at the few seeds a sweep affords (2 on the CPU specs, 5 in the
+paper), and Spearman's ρ for the theory-vs-measured panels.
 
-- `summarize`: n, mean, standard deviation with ddof=1 (the sample standard deviation; the
-  paper reports "mean ± std" over five seeds without saying which — ddof=1 is the unbiased
-  variance estimate and is larger than ddof=0 by sqrt(n/(n-1)), i.e. 12% at n=5), and a 95%
-  percentile bootstrap confidence interval of the mean (scipy.stats.bootstrap, 10,000
-  resamples, seeded, so a report is reproducible).
-- `compare`: LoRA vs FF at the same setting: difference of means (LoRA − FF), Welch's unequal
-  variance t-test (two-sided p-value), Hedges' g (Cohen's d with the pooled ddof=1 standard
-  deviation, times the small-sample correction J = 1 − 3/(4(n₁+n₂) − 9)), and a bootstrap
-  95% CI of the difference.
+Cells (one setting, n seeds) — `summarize`:
+- n, mean, standard deviation with ddof=1 (the paper reports "mean ± std" without saying which;
+  ddof=1 is the unbiased variance estimate, 12% larger than ddof=0 at n = 5), min, max;
+- for n ≥ 3 a 95% Student-t interval of the mean, mean ± t(0.975, n−1)·SD/√n. It assumes the
+  seed-to-seed values are roughly normal and is wide at small n, as it should be (t = 4.30 at
+  n = 3). Below 3 seeds no interval ("n too small"): a percentile bootstrap of 2 or 3 points can
+  only return a few resample means and is far too narrow, and t at n = 2 is 12.7.
 
-With fewer than two values a spread, a CI or a test is undefined and is reported as NaN.
+Comparisons (a method vs the full method at the same setting) — `compare`:
+- **paired by seed**: seed s of both arms trained on the same data subset and poison set, so the
+  paired difference d_s = a_s − b_s removes what the seed changes in the data;
+- **primary test**: the exact sign-flip permutation test of the mean paired difference (under
+  "no difference" each d_s is as likely as −d_s; p is the share of all 2^n sign assignments whose
+  |mean| is at least the observed one), `scipy.stats.permutation_test` on the differences with
+  `permutation_type='samples'`: exact up to 16 pairs (65,536 assignments), seeded Monte Carlo
+  beyond. Its smallest possible value is 2^(1−n): 0.5, 0.25, 0.125, 0.0625 for n = 2…5 — with
+  fewer than 6 pairs no difference, however large, can reach p < 0.05;
+- **significance mark**: only from that p, only with n ≥ 3 pairs, at α = 0.05 two-sided;
+- a 95% Student-t interval of the mean paired difference (n ≥ 3 pairs);
+- **minimum detectable difference** (MDD): the true mean paired difference that a two-sided
+  paired t-test at α = 0.05 detects with power 0.8, given the observed SD of the paired
+  differences (noncentral t, solved numerically) — the size of effect this design could see;
+- secondary: Welch's unequal-variance t-test on the two arms, unpaired (n ≥ 3 per arm).
+Below 3 pairs a comparison says "n too small" instead of an interval or a mark. p-values are per
+row: a report with many rows will show some p < 0.05 by chance (no correction is applied).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
 DDOF = 1
 CONFIDENCE = 0.95
-N_RESAMPLES = 10_000
+ALPHA = 0.05  # two-sided
+POWER = 0.8
+MIN_N = 3  # fewer seeds (or pairs): no interval, no test, no mark
+EXACT_ASSIGNMENTS = 2**16  # sign-flip: exact up to 16 pairs, Monte Carlo with this many draws beyond
 NAN = float("nan")
 
 
+def stable_seed(*parts: object) -> int:
+    """A seed derived from a label (CRC32), so each comparison's Monte Carlo has its own fixed stream."""
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+# ---- one cell -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Summary:
     n: int
     mean: float
     std: float  # ddof=1
-    ci_low: float
+    ci_low: float  # Student-t 95% interval of the mean; NaN below MIN_N
     ci_high: float
     min: float
     max: float
@@ -43,88 +69,178 @@ class Summary:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    n_a: int
-    n_b: int
-    mean_a: float
-    mean_b: float
-    difference: float  # mean_a − mean_b
-    ci_low: float
-    ci_high: float
-    t: float
-    df: float
-    p_value: float  # Welch's t-test, two-sided
-    hedges_g: float
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def stable_seed(*parts: object) -> int:
-    """A seed derived from a label (CRC32), so each cell's bootstrap has its own fixed stream."""
-    return zlib.crc32("|".join(map(str, parts)).encode())
-
-
-def summarize(values: Sequence[float], seed: int = 0, ci: bool = True) -> Summary:
-    """n, mean, std (ddof=1), bootstrap 95% CI of the mean (NaN when `ci` is off), min, max."""
+def summarize(values: Sequence[float]) -> Summary:
+    """n, mean, std (ddof=1), the Student-t 95% interval of the mean (n ≥ 3), min, max."""
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
         return Summary(0, NAN, NAN, NAN, NAN, NAN, NAN)
     mean = float(x.mean())
     std = float(x.std(ddof=DDOF)) if n > 1 else NAN
-    low, high = bootstrap_ci(x, seed) if ci else (NAN, NAN)
+    low, high = t_interval(x)
     return Summary(n, mean, std, low, high, float(x.min()), float(x.max()))
 
 
-def bootstrap_ci(values: Sequence[float], seed: int = 0, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean; (v, v) when all values are equal, NaN for n < 2."""
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """mean ± t(1 − (1 − confidence)/2, n − 1) · SD/√n; (NaN, NaN) below MIN_N values."""
     x = np.asarray(values, dtype=float)
-    if len(x) < 2:
+    n = len(x)
+    if n < MIN_N:
         return NAN, NAN
-    if np.all(x == x[0]):
-        return float(x[0]), float(x[0])
-    result = sps.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=N_RESAMPLES,
-                           method="percentile", rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
 
 
-def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
-    """(mean(a) − mean(b)) / pooled sd (ddof=1), times J = 1 − 3/(4(n_a+n_b) − 9)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
+# ---- a method vs the full method ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    n_a: int  # seeds of each arm
+    n_b: int
+    mean_a: float  # each arm's mean over its own seeds
+    mean_b: float
+    difference: float  # mean_a − mean_b
+    n_pairs: int  # seeds both arms hold
+    paired_difference: float  # mean of a_s − b_s over the paired seeds
+    paired_sd: float  # ddof=1
+    ci_low: float  # Student-t 95% interval of the paired difference (n_pairs ≥ 3)
+    ci_high: float
+    p_sign_flip: float  # two-sided, paired; exact up to 16 pairs
+    p_floor: float  # 2^(1 − n_pairs): the smallest p the sign-flip test can give
+    mdd: float  # minimum detectable paired difference (α = 0.05, power 0.8)
+    welch_t: float
+    welch_df: float
+    welch_p: float
+    significant: bool  # n_pairs ≥ 3 and p_sign_flip < α
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(a: Mapping[Any, float], b: Mapping[Any, float], seed: int = 0) -> Comparison:
+    """Arm a vs arm b, each {seed: value}: the paired statistics above on the seeds both hold,
+    Welch's t-test on all values of each arm."""
+    xa, xb = np.array(list(a.values()), dtype=float), np.array(list(b.values()), dtype=float)
+    mean_a = float(xa.mean()) if len(xa) else NAN
+    mean_b = float(xb.mean()) if len(xb) else NAN
+    paired = [s for s in a if s in b]
+    d = np.array([a[s] - b[s] for s in paired], dtype=float)
+    n = len(d)
+    paired_mean = float(d.mean()) if n else NAN
+    paired_sd = float(d.std(ddof=1)) if n > 1 else NAN
+    low, high = t_interval(d)
+    p = sign_flip_p(d, seed) if n >= MIN_N else NAN
+    floor = sign_flip_floor(n) if n else NAN
+    mdd = minimum_detectable_difference(paired_sd, n) if n >= MIN_N else NAN
+    t, df, welch_p = welch(xa, xb)
+    significant = n >= MIN_N and p < ALPHA
+    if n < MIN_N:
+        verdict = f"n too small ({n} paired seed{'' if n == 1 else 's'}; at least {MIN_N} needed)"
+    elif floor >= ALPHA:
+        verdict = f"cannot reach p < {ALPHA:g} with {n} pairs (sign-flip p ≥ 2^(1−n) = {floor:.4g})"
+    else:
+        verdict = f"{'significant' if significant else 'not significant'} (sign-flip p = {p:.3g})"
+    return Comparison(len(xa), len(xb), mean_a, mean_b, mean_a - mean_b, n, paired_mean, paired_sd, low, high,
+                      p, floor, mdd, t, df, welch_p, bool(significant), verdict)
+
+
+def sign_flip_p(differences: Sequence[float], seed: int = 0) -> float:
+    """Two-sided sign-flip permutation p-value of the mean of paired differences: exact (all 2^n
+    sign assignments) up to 16 pairs, seeded Monte Carlo beyond."""
+    d = np.asarray(differences, dtype=float)
+    if len(d) == 0:
         return NAN
-    pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    diff = float(a.mean() - b.mean())
-    if pooled == 0:
-        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    return diff / pooled * (1 - 3 / (4 * (na + nb) - 9))
+    if np.all(d == 0):
+        return 1.0
+    result = sps.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), vectorized=True,
+                                  permutation_type="samples", n_resamples=EXACT_ASSIGNMENTS,
+                                  alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
-def compare(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Comparison:
-    """a vs b (LoRA vs FF): difference, bootstrap CI of it, Welch's t-test, Hedges' g."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    na, nb = len(a), len(b)
-    mean_a = float(a.mean()) if na else NAN
-    mean_b = float(b.mean()) if nb else NAN
-    t = df = p = NAN
-    low = high = NAN
-    if na >= 2 and nb >= 2:
-        if np.all(a == a[0]) and np.all(b == b[0]):
-            p = 1.0 if a[0] == b[0] else 0.0
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                test = sps.ttest_ind(a, b, equal_var=False)
-            t, p = float(test.statistic), float(test.pvalue)
-            df = float(test.df)
-        if np.all(a == a[0]) and np.all(b == b[0]):
-            low = high = mean_a - mean_b
-        else:
-            result = sps.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis),
-                                   confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES, method="percentile",
-                                   vectorized=True, rng=np.random.default_rng(seed))
-            low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    return Comparison(na, nb, mean_a, mean_b, mean_a - mean_b, low, high, t, df, p, hedges_g(a, b))
+def sign_flip_floor(n_pairs: int) -> float:
+    """The smallest two-sided p of the exact sign-flip test with n pairs: only the observed signs
+    and their mirror image are as extreme, 2 of 2^n assignments."""
+    return 2.0 ** (1 - n_pairs)
+
+
+def minimum_detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The true mean paired difference a two-sided paired t-test at `alpha` detects with
+    probability `power`, for n pairs whose differences have standard deviation `sd`."""
+    if n < 2 or not math.isfinite(sd):
+        return NAN
+    if sd == 0:
+        return 0.0
+    df = n - 1
+    critical = float(sps.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(effect: float) -> float:  # effect = difference / sd; the lower tail as sf at −nc (cdf is NaN far out)
+        nc = effect * math.sqrt(n)
+        return float(sps.nct.sf(critical, df, nc) + sps.nct.sf(critical, df, -nc)) - power
+
+    high = 1.0
+    while shortfall(high) < 0:
+        high *= 2
+    return optimize.brentq(shortfall, 0.0, high) * sd
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Welch's t-test (t, df, two-sided p) on all values of each arm; NaN below MIN_N per arm or
+    when neither arm varies."""
+    if len(a) < MIN_N or len(b) < MIN_N or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return NAN, NAN, NAN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = sps.ttest_ind(a, b, equal_var=False)
+    return float(test.statistic), float(test.df), float(test.pvalue)
+
+
+# ---- Spearman's ρ (theory vs measured) ----------------------------------------------------------
+EXACT_PERMUTATION_MAX_N = 8  # n! ≤ 40,320 pairings
+
+
+def spearman(points: Sequence[dict]) -> dict[str, Any]:
+    """Spearman's ρ of "computed" vs "measured" over the points, scipy's p-value (t
+    approximation), and for n ≤ 8 the exact two-sided permutation p-value (all n! pairings; at
+    n = 4 it cannot go below 2/24). n < 4 is flagged as not informative; n < 3 or a constant
+    side gives no ρ."""
+    n = len(points)
+    out: dict[str, Any] = {"n": n, "rho": None, "p_value": None, "p_exact": None, "informative": n >= 4}
+    if n < 3:
+        return out
+    x = np.array([p["computed"] for p in points])
+    y = np.array([p["measured"] for p in points])
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    rho, p = sps.spearmanr(x, y)
+    out["rho"], out["p_value"] = float(rho), float(p)
+    if n <= EXACT_PERMUTATION_MAX_N:
+        out["p_exact"] = exact_spearman_p(x, y)
+    return out
+
+
+def exact_spearman_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided exact permutation p-value of Spearman's ρ: the share of all n! pairings of the
+    ranks of x with those of y whose |ρ| is at least the observed one (ties: average ranks)."""
+    rx, ry = sps.rankdata(x), sps.rankdata(y)
+    perms = rx[np.array(list(itertools.permutations(range(len(x)))))]
+    centred = perms - perms.mean(axis=1, keepdims=True)
+    cy = ry - ry.mean()
+    rhos = centred @ cy / (np.sqrt((centred**2).sum(axis=1)) * math.sqrt(float(cy @ cy)))
+    observed = abs(float(rhos[0]))  # permutation 0 is the identity: the observed pairing
+    return float(np.mean(np.abs(rhos) >= observed - 1e-12))
+
+
+def correlation_text(stats: dict[str, Any]) -> str:
+    """'ρ = 0.80, p = 0.20 (exact 0.33), n = 4' — or why there is no (informative) ρ."""
+    n = stats["n"]
+    if stats["rho"] is None:
+        return f"ρ undefined (n = {n}{', a constant side' if n >= 3 else ''})"
+    text = f"ρ = {stats['rho']:.2f}, p = {stats['p_value']:.2g}"
+    if stats.get("p_exact") is not None:
+        text += f" (exact {stats['p_exact']:.2g})"
+    text += f", n = {n}"
+    if not stats["informative"]:
+        text += " — not informative (n < 4)"
+    return text

@@ -4,10 +4,11 @@
   rank × variance scale k, kaiming default k = 1/3 marked), one map per (init strategy, fan_in),
   with the Theorem 3.4 verdicts each run carries.
 - **Theory vs measured robustness**: every theory run with quantity all/ntk/fisher is paired with
-  the training runs of the same configuration and seed (`ttrlab.theory.figures.MATCH_KEYS`); per
-  attack, each computed quantity against the measured robustness (ASR for backdoor attacks,
-  clean-accuracy drop vs the clean run of the same seed for UPA), Spearman's ρ with scipy's
-  p-value, the exact permutation p-value for n ≤ 8, and n. Training runs that differ in
+  the training runs of the same configuration and seed (`ttrlab.report.matching`); per attack,
+  each computed quantity against the attack's measured robustness (`Attack.robustness_measure()`:
+  ASR for backdoors, clean-accuracy drop vs the clean run of the same seed for untargeted
+  poisoning), Spearman's ρ with scipy's p-value, the exact permutation p-value for n ≤ 8, and n
+  (`ttrlab.report.stats.spearman`). Training runs that differ in
   training-only knobs (lr, steps, ...) and theory runs that differ in n / ε are never mixed: each
   combination is its own comparison (variant a, b, ...).
 - **Theorem 3.6** checked on every FF/LoRA pair of theory runs with a Fisher spectrum on the same
@@ -21,26 +22,20 @@ import base64
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ttrlab.attacks import ATTACKS
+from ttrlab.errors import UserError
+from ttrlab.evaluation import METRICS
 from ttrlab.io import write_text_atomic
-from ttrlab.report.aggregate import LORA_KEYS, fmt
-from ttrlab.theory.figures import (
-    MATCH_KEYS,
-    draw_points,
-    fig3_grid_from_results,
-    match_key,
-    measure_for,
-    pair_points,
-    point_label,
-    plot_fig3,
-    save_svg,
-    spearman,
-    spectrum_groups,
-)
+from ttrlab.report.aggregate import fmt, method_label, method_owned_keys, task_type, trains
+from ttrlab.report.matching import MATCH_KEYS, MEASURES, is_full, match_key, pair_points, point_label
+from ttrlab.report.stats import correlation_text, spearman
+from ttrlab.theory.figures import pyplot, fig3_grid_from_results, plot_fig3, save_svg, spectrum_groups
 
 # (metric, label): the figure's columns; TABLE_QUANTITIES are listed in the table as well.
 FIGURE_QUANTITIES = (
@@ -57,7 +52,6 @@ TABLE_QUANTITIES = FIGURE_QUANTITIES + (
     ("fisher_ib_logdet_without_head", "IB (log-det) without the head"),
     ("fisher_renyi_1_normalized", "H₁ of p = λ/Σλ (Eq. 10)"),
 )
-MEASURE_LABELS = {"asr": "ASR (measured)", "clean_accuracy_drop": "clean-accuracy drop vs clean run (measured)"}
 # The paper's reading (Section 3.3): more kernel alignment / information ⇒ more backdoor
 # learning (FF > LoRA in both); the over-simplified information geometry (low IB, H_α) makes
 # LoRA more vulnerable to untargeted poisoning ⇒ a larger accuracy drop with less information.
@@ -82,15 +76,17 @@ MATCHING_RULE = (
     "(n ≤ 8). With n < 4 points a rank correlation is not informative (at n = 3 the exact p cannot go below 1/3)."
 )
 FIG3_ALPHA = 1.0
+THEORY_KIND = "theory"  # the run kind this section is about
 
 
 def theory_section(runs: list[dict[str, Any]], out: Path) -> dict[str, Any] | None:
     """Everything the template's Theory section shows (None when the database holds no theory
     runs); writes figures/fig3*.png|svg, figures/theory_vs_measured*.png|svg and theory.json."""
-    theory = [r for r in runs if r["kind"] == "theory"]
+    theory = [r for r in runs if r["kind"] == THEORY_KIND]
     if not theory:
         return None
-    training = [r for r in runs if r["kind"] == "train"]
+    # the training runs theory stands beside: kinds that train the same task type as theory's
+    training = [r for r in runs if trains(r["kind"]) and task_type(r["kind"]) == task_type(THEORY_KIND)]
     figures_dir = out / "figures"
     by_quantity = defaultdict(int)
     for r in theory:
@@ -149,7 +145,7 @@ def _training_context(run: dict[str, Any]) -> str:
     """What a training run was besides its matched configuration and seed: steps, batch size,
     eval size, learning-rate preset (the resolved rate differs between FF and LoRA ranks by
     design, so the preset, not the rate, says which rule a run followed; an explicit lr counts)."""
-    drop = {*MATCH_KEYS, *LORA_KEYS, "seed", "data_dir"}
+    drop = {*MATCH_KEYS, *method_owned_keys(), "seed", "data_dir"}
     return json.dumps({k: v for k, v in run["config"].items() if k not in drop}, sort_keys=True, default=str)
 
 
@@ -159,7 +155,12 @@ def _theory_context(run: dict[str, Any]) -> str:
 
 
 def _attack_order(attack: str) -> tuple[int, str]:
-    return ({"bpa": 0, "upa": 1}.get(attack, 2), attack)
+    """Backdoor attacks first (the paper's Figure 3 discussion leads with them), then the rest."""
+    return (0 if attack in ATTACKS and ATTACKS.get(attack).is_backdoor() else 1, attack)
+
+
+def _measure(attack: str) -> str | None:
+    return ATTACKS.get(attack).robustness_measure() if attack in ATTACKS else None
 
 
 def _theory_vs_measured(theory: list[dict], training: list[dict], figures_dir: Path,
@@ -180,11 +181,12 @@ def _theory_vs_measured(theory: list[dict], training: list[dict], figures_dir: P
 
     found = []
     for t_ctx, t_runs in sorted(theory_groups.items()):
-        attacks = sorted({str(r["config"].get("attack")) for r in t_runs} - {"none"}, key=_attack_order)
+        attacks = sorted({str(r["config"].get("attack")) for r in t_runs if _measure(str(r["config"].get("attack")))},
+                         key=_attack_order)
         for r_ctx, r_runs in sorted(training_groups.items()):
             rows = []
             for attack in attacks:
-                measure = measure_for(attack)
+                measure = _measure(attack)
                 of_attack = [r for r in t_runs if r["config"].get("attack") == attack]
                 panels = []
                 for quantity, label in TABLE_QUANTITIES:
@@ -205,7 +207,7 @@ def _theory_vs_measured(theory: list[dict], training: list[dict], figures_dir: P
     matched = {tuple(pt["key"].values()) for _, _, rows in found for row in rows for panel in row["panels"]
                for pt in panel["points"]}
     unmatched = {match_key(r["config"]): point_label(r["config"]) for r in theory
-                 if r["config"].get("attack") != "none" and match_key(r["config"]) not in matched}
+                 if _measure(str(r["config"].get("attack"))) and match_key(r["config"]) not in matched}
     if unmatched:
         labels = sorted(unmatched.values())
         notes.append(f"{len(unmatched)} theory configuration(s) have no training run of the same configuration and seed "
@@ -285,9 +287,9 @@ def _draw_comparison(rows: list[dict[str, Any]], figures_dir: Path, stem: str) -
                 ax.set_xlabel(labels[quantity], fontsize=8)
             else:
                 draw_points(ax, panel["points"], panel["stats"], labels[quantity],
-                            f"{row['attack'].upper()}: {MEASURE_LABELS[row['measure']]}" if j == 0 else "")
-    fig.suptitle("Computed at θ₀ (x) vs measured after training (y): FF orange, LoRA blue, labels give the poisoning "
-                 "rate; Spearman ρ over the points above each panel", fontsize=10)
+                            f"{row['attack'].upper()}: {METRICS.info(row['measure']).label} (measured)" if j == 0 else "")
+    fig.suptitle("Computed at θ₀ (x) vs measured after training (y): full fine-tuning orange, adapters blue, labels give "
+                 "the poisoning rate; Spearman ρ over the points above each panel", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     figures_dir.mkdir(parents=True, exist_ok=True)
     paths = {"png": figures_dir / f"{stem}.png", "svg": figures_dir / f"{stem}.svg"}
@@ -298,8 +300,8 @@ def _draw_comparison(rows: list[dict[str, Any]], figures_dir: Path, stem: str) -
 
 
 def _short_config(c: dict[str, Any]) -> str:
-    text = "FF" if c.get("method") == "ff" else f"LoRA r={c.get('rank')} k={c.get('init_scale')}"
-    return f"{c.get('task')} {text} {c.get('attack')} ρ={c.get('rate')} train_size={c.get('train_size')} seed={c.get('seed')}"
+    return (f"{c.get('task')} {method_label(c)} {c.get('attack')} ρ={c.get('rate')} train_size={c.get('train_size')} "
+            f"seed={c.get('seed')}")
 
 
 # ---- theorem verdicts ----------------------------------------------------------------------------
@@ -358,7 +360,7 @@ def _theorem_3_6_rows(theory: list[dict[str, Any]], numbers: dict[str, Any]) -> 
     lora: dict[str, list[dict]] = defaultdict(list)
     for r in with_fisher:
         key = json.dumps([r["config"].get(k) for k in THM36_KEYS], default=str)
-        if r["config"].get("method") == "ff":
+        if is_full(r["config"]):
             ff.setdefault(key, r)
         else:
             lora[key].append(r)
@@ -372,7 +374,7 @@ def _theorem_3_6_rows(theory: list[dict[str, Any]], numbers: dict[str, Any]) -> 
             failed = [name for name, comp in verdict["comparisons"].items() if not comp["holds"]]
             cond = verdict["conditions"]
             rows.append({
-                "lora": f"r={c.get('rank')} {c.get('init')} k={'default' if c.get('init_scale') is None else fmt(c.get('init_scale'))}",
+                "lora": method_label(c),
                 "attack": c.get("attack"), "rate": fmt(c.get("rate")), "seed": c.get("seed"), "n": c.get("n"),
                 "conditions": f"r ≤ n: {'yes' if cond['r_le_n'] else 'no'}, σ² ≤ 1/n: {'yes' if cond['variance_le_1_over_n'] else 'no'}",
                 "held": f"{len(verdict['comparisons']) - len(failed)}/{len(verdict['comparisons'])}",
@@ -405,3 +407,54 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+# ---- one comparison, for callers outside the report ---------------------------------------------
+def draw_points(ax, points: Sequence[dict], stats: dict[str, Any], xlabel: str, ylabel: str) -> None:
+    """One scatter panel: the full method orange, the others blue, each point labelled (to the
+    left of points in the right half, so labels stay inside), ρ / p / n as the panel's title."""
+    xs = [p["computed"] for p in points]
+    middle = (min(xs) + max(xs)) / 2
+    for point in points:
+        right = len(points) > 1 and point["computed"] > middle
+        ax.scatter(point["computed"], point["measured"], color="C1" if point["full"] else "C0", s=28, zorder=3)
+        ax.annotate(point["label"], (point["computed"], point["measured"]), fontsize=6.5, xytext=(-4 if right else 4, 3),
+                    textcoords="offset points", ha="right" if right else "left")
+    ax.margins(x=0.12, y=0.15)
+    ax.set_title(correlation_text(stats), fontsize=7.5)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def theory_vs_measured(
+    theory: Iterable[dict],
+    training: Iterable[dict],
+    quantity: str = "m_prime",
+    measure: str = "asr",
+    on: Sequence[str] = MATCH_KEYS,
+    path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Pair each theory config with the training runs of the same config and seed (keys `on`,
+    see `ttrlab.report.matching`), plot the computed `quantity` (a theory metric, e.g. 'm_prime',
+    'fisher_ib_logdet', 'm_prime_without_head') against the measured robustness `measure` and
+    return Spearman's ρ over the matched configs: does the theory predict the ordering?
+    Pass training runs of one training setting (same lr, steps, ...)."""
+    theory, training = list(theory), list(training)
+    if measure not in MEASURES:
+        raise UserError(f"unknown measure {measure!r}; allowed: {', '.join(MEASURES)}")
+    points = pair_points(theory, training, quantity, measure, on)
+    stats = spearman(points)
+    out: dict[str, Any] = {"quantity": quantity, "measure": measure, "n_points": len(points), "points": points,
+                           "spearman_rho": stats["rho"], "p_value": stats["p_value"], "p_exact": stats["p_exact"],
+                           "informative": stats["informative"]}
+    if path is not None and points:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
+        draw_points(ax, points, stats, f"computed: {quantity}", f"measured: {measure}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+        out["figure"] = str(path)
+    return out

@@ -9,7 +9,8 @@ Public API:
 - `TheoryConfig`, `compute_theory`                    (experiment: the "theory" run kind)
 - `kernel_summary`, `m_prime`, `gradient_alignment`, `theorem_3_6_check`  (measures)
 - `plot_fig3`, `fig3_grid_from_results`               (figures)
-See docs/theory.md.
+Theory against measured robustness (matching theory and training runs, Spearman's ρ) is the
+report's: `ttrlab.report.theory_vs_measured`. See docs/theory.md.
 """
 from ttrlab.theory.experiment import TheoryConfig, compute_theory
 from ttrlab.theory.figures import fig3_grid_from_results, plot_fig3

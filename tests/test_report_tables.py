@@ -1,0 +1,76 @@
+"""What the report's tables rest on: the paper's numbers (paper_numbers.yaml, checked against the
+paper's full text where the shared folder has it, and against the registries) and the metric
+registry that says which side of a comparison is better."""
+import re
+from pathlib import Path
+
+import pytest
+
+from ttrlab.attacks import ATTACKS
+from ttrlab.evaluation import METRICS
+from ttrlab.methods import METHODS
+from ttrlab.report.tables import paper_numbers
+
+PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "lora-training-time-robustness-icml2025.txt"
+
+
+@pytest.fixture(scope="module")
+def paper_lines():
+    if not PAPER_TEXT.is_file():
+        pytest.skip(f"the paper's text is not at {PAPER_TEXT}")
+    # the extracted text mixes plain "89.14 ±1.86" with LaTeX "$91.78 {\pm} 0.47$"
+    text = PAPER_TEXT.read_text(encoding="utf-8").replace("{\\pm}", "±").replace("$", "")
+    return [" ".join(line.split()) for line in text.splitlines()]
+
+
+def test_table_e1_numbers_are_the_papers(paper_lines):
+    table = paper_numbers()["table_e1"]
+    assert len(table["rows"]) == 8
+    for row in table["rows"]:
+        name = f"{row['label']}({METHODS.get(row['method']).label})"  # the paper's row name, e.g. MT(FF)
+        line = next(line for line in paper_lines if line.startswith(name + " "))
+        pairs = [(float(m), float(s)) for m, s in re.findall(r"(\d+\.\d+) ?± ?(\d+\.\d+)", line)]
+        assert pairs == list(zip(row["mean"], row["std"])), name
+
+
+def test_table_3_numbers_are_the_papers(paper_lines):
+    start = paper_lines.index("Backdoor Method IsLoRA ASR")
+    printed = {tuple(line.split()[:2]): float(line.split()[2]) for line in paper_lines[start + 1:start + 7]}
+    table = paper_numbers()["table_3"]
+    assert {(r["label"], METHODS.get(r["method"]).label): r["mean"][0] for r in table["rows"]} == printed
+    assert "2%" in table["setting"] and "LLaMA-3.2-3B" in table["setting"]
+
+
+def test_paper_rows_name_registered_attacks_of_the_right_task_type():
+    numbers = paper_numbers()
+    for row in numbers["table_e1"]["rows"]:
+        attack = ATTACKS.get(row["attack"])
+        assert attack.is_backdoor() and "classification" in attack.task_types
+    for row in numbers["table_3"]["rows"]:
+        assert "generation" in ATTACKS.get(row["attack"]).task_types
+    assert all(METHODS.get(r["method"]) for t in ("table_e1", "table_3") for r in numbers[t]["rows"])
+    assert numbers["table_e1"]["metrics"] == ["triggered.accuracy", "triggered.precision", "triggered.recall",
+                                              "triggered.f1"]
+
+
+@pytest.mark.parametrize("name,higher", [
+    ("clean.accuracy", True), ("clean.f1", True), ("clean.recall", True), ("triggered.accuracy", True),
+    ("triggered.f1", True), ("triggered.precision", None), ("triggered.recall", None), ("asr", False),
+    ("extra.subsets.accuracy", True), ("extra.apple+banana.target_rate", False), ("extra.subsets.recall", None),
+    ("asr_no_trigger", False), ("utility_perplexity", False), ("utility_rouge_l", True),
+    ("clean_accuracy_drop", False), ("m_prime", None), ("fisher_ib_logdet", None), ("extra.a.b.accuracy", None),
+])
+def test_metric_directions(name, higher):
+    info = METRICS.info(name)
+    assert info.higher_is_better is higher and info.name == name
+    assert info.summary
+
+
+def test_every_headline_metric_is_registered_with_a_direction():
+    for name in ATTACKS.registered():
+        attack = ATTACKS.get(name)
+        for task_type in attack.task_types:
+            for metric in attack.headline_metrics(task_type):
+                assert metric in METRICS and METRICS.info(metric).higher_is_better is not None, (name, metric)
+        measure = attack.robustness_measure()
+        assert measure is None or METRICS.info(measure).higher_is_better is False
