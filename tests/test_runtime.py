@@ -91,3 +91,20 @@ def test_cuda_run_matches_the_cpu_run_closely(glue_dir):
 
 def _flags(values: dict) -> list[str]:
     return [item for key, value in values.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
+@pytest.mark.skipif(not NO_GPU, reason="torch sees a CUDA GPU here")
+def test_sweep_sets_device_and_precision_and_refuses_a_missing_gpu(tmp_path, capsys):
+    import yaml
+
+    from ttrlab.sweep import load_spec
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"name": "s", "base": {**TINY, "device": "cpu"}, "seeds": [0],
+                                    "grids": [{"name": "g", "base": {"device": "cpu"}, "axes": {"method": ["ff", "lora"]}}]}))
+    assert {r.config.precision for r in load_spec(spec, base={"precision": "bf16"}).expand().runs} == {"bf16"}
+    assert {r.config.device for r in load_spec(spec, base={"device": "cuda"}).expand().runs} == {"cuda"}  # grid's too
+    db = tmp_path / "r.sqlite"
+    assert main(["sweep", str(spec), "--db", str(db), "--device", "cuda", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "device 'cuda' asked for" in err and not db.exists()

@@ -45,6 +45,10 @@ class Method:
         """The rate of a `training.LearningRatePreset` that applies to this method."""
         raise NotImplementedError
 
+    def settings_label(self, values) -> str:
+        """This method's settings in a few characters (from a flat config mapping), for run labels."""
+        return ""
+
     def describe(self, values) -> str:
         """Short label of this method with its settings (from a flat config mapping), for
         tables and figures."""

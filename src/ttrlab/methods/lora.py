@@ -120,6 +120,14 @@ class LowRankAdaptation(Method):
     def preset_learning_rate(self, preset, config):
         return preset.adapter_low_rank if config.rank < HIGH_RANK_FROM else preset.adapter_high_rank
 
+    def settings_label(self, values) -> str:
+        parts = [f"r={values.get('rank')}"]
+        if values.get("init") not in (None, "kaiming_uniform"):
+            parts.append(str(values["init"]))
+        if values.get("init_scale") is not None:
+            parts.append(f"k={values['init_scale']:g}")
+        return " ".join(parts)
+
     def describe(self, values) -> str:
         text = f"LoRA r={values.get('rank')}, α={values.get('alpha'):g}"
         init, k = values.get("init", "kaiming_uniform"), values.get("init_scale")

@@ -1,5 +1,5 @@
 """`ttrlab sweep SPEC --db results.sqlite [--executor local|ray|inline] [--workers N] [--dry-run]
-[--retry-failed]`."""
+[--retry-failed] [--device D] [--precision P]`."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     sweep.add_argument("--dry-run", action="store_true", help="print the run count and what would run; run nothing")
     sweep.add_argument("--retry-failed", action="store_true", help="redo runs recorded as failed")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local instance)")
+    sweep.add_argument("--device", default=None, help="set every run's device (auto | cpu | cuda | cuda:N | mps)")
+    sweep.add_argument("--precision", default=None, help="set every run's precision (fp32 | bf16 | fp16)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=_sweep)
 
@@ -27,7 +29,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from ttrlab.sweep.runner import plan, run_sweep
     from ttrlab.sweep.spec import load_spec
 
-    spec = load_spec(args.spec)
+    overrides = {k: v for k, v in (("device", args.device), ("precision", args.precision)) if v is not None}
+    spec = load_spec(args.spec, base=overrides)
     if args.dry_run:
         planned = plan(spec, args.db, args.retry_failed)
         expansion = planned["expansion"]

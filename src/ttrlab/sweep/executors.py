@@ -74,15 +74,16 @@ class Executor:
 
     run: Callable[..., None]
     check: Callable[[Resources, int | None], None] = _no_check
+    on_this_machine: bool = True  # the runs compute here (so their devices must exist here)
 
 
 EXECUTORS: Registry[Executor] = Registry("executor")
 
 
-def executor(name: str, check: Callable[[Resources, int | None], None] = _no_check):
+def executor(name: str, check: Callable[[Resources, int | None], None] = _no_check, on_this_machine: bool = True):
     """Register the decorated run function as executor `name`."""
     def register(run: Callable[..., None]) -> Callable[..., None]:
-        EXECUTORS.register(name)(Executor(run, check))
+        EXECUTORS.register(name)(Executor(run, check, on_this_machine))
         return run
 
     return register
@@ -356,7 +357,7 @@ def _ray_task(kind_name: str, config_dict: dict[str, Any], threads: int):
     return execute_one(kind_name, config_dict, None)
 
 
-@executor("ray", check=_check_ray)
+@executor("ray", check=_check_ray, on_this_machine=False)
 def run_ray(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
             workers: int | None = None, ray_address: str | None = None, **_: Any) -> None:
     """Each run a Ray task needing `resources.cpus` CPUs and `resources.gpus` GPUs (Ray pins the

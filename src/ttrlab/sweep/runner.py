@@ -40,6 +40,15 @@ def plan(spec: SweepSpec, db: str | os.PathLike | None, retry_failed: bool = Fal
     }
 
 
+def check_devices(runs: list[PlannedRun]) -> None:
+    """UserError if a run asks for a device (or precision) this machine does not have: one line
+    before the sweep starts, not one failed run per config."""
+    from ttrlab.runtime import Runtime
+
+    for device, precision in sorted({(r.config.device, r.config.precision) for r in runs if hasattr(r.config, "device")}):
+        Runtime.resolve(device, precision)
+
+
 def run_sweep(
     spec: SweepSpec | str | os.PathLike | dict,
     db: str | os.PathLike,
@@ -61,6 +70,8 @@ def run_sweep(
     todo: list[PlannedRun] = planned["todo"]
     if todo:
         chosen.check(spec.resources, workers)  # e.g. no GPU visible: one line, nothing written
+        if chosen.on_this_machine:
+            check_devices(todo)
     expansion = planned["expansion"]
     summary: dict[str, Any] = {
         "sweep": spec.name,

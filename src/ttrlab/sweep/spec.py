@@ -78,15 +78,13 @@ class PlannedRun:
         parts = [str(c.get(k)) for k in ("task", "method", "attack") if k in c]
         if "rate" in c:
             parts.append(f"ρ={c['rate']:g}")
-        if c.get("method") == "lora":
-            parts.append(f"r={c.get('rank')}")
-            if c.get("init") not in (None, "kaiming_uniform"):
-                parts.append(str(c["init"]))
-            if c.get("init_scale") is not None:
-                parts.append(f"k={c['init_scale']:g}")
+        from ttrlab.methods import METHODS
+
+        if c.get("method") in METHODS:
+            parts.append(METHODS.get(c["method"]).settings_label(c))
         if "seed" in c:
             parts.append(f"seed {c['seed']}")
-        return " ".join(parts) or self.run_key[:10]
+        return " ".join(p for p in parts if p) or self.run_key[:10]
 
 
 @dataclass
@@ -130,8 +128,10 @@ class Expansion:
 
 
 # ---- loading -------------------------------------------------------------------------------
-def load_spec(source: str | Path | Mapping[str, Any]) -> SweepSpec:
-    """A spec from a YAML path or an already parsed mapping; raises UserError on bad input."""
+def load_spec(source: str | Path | Mapping[str, Any], base: Mapping[str, Any] | None = None) -> SweepSpec:
+    """A spec from a YAML path or an already parsed mapping; raises UserError on bad input.
+    `base` sets values in the spec's base (e.g. the device and precision of every run); they
+    count in the spec's hash, so the database keeps such a sweep apart from the spec as written."""
     text, path = "", None
     if isinstance(source, Mapping):
         data = dict(source)
@@ -149,6 +149,10 @@ def load_spec(source: str | Path | Mapping[str, Any]) -> SweepSpec:
         if not isinstance(data, dict):
             raise UserError(f"sweep spec {str(path)!r} must be a YAML mapping, got {type(data).__name__}")
     where = str(path) if path else "sweep spec"
+    if base:  # set for every run: in the top-level base and wherever a grid sets the same key
+        grids = [{**g, "base": {**(g.get("base") or {}), **{k: v for k, v in base.items() if k in (g.get("base") or {})}}}
+                 if isinstance(g, dict) else g for g in data.get("grids") or []]
+        data = {**data, "base": {**(data.get("base") or {}), **base}, **({"grids": grids} if grids else {})}
     spec = _parse(data, where)
     spec.source_text = text
     spec.source_path = str(path) if path else None
