@@ -214,6 +214,24 @@ def test_training_aggregates_and_figures_unchanged_by_theory_runs(theory_report)
     assert train_rows == (train_only.parent / "aggregates.csv").read_text().splitlines()[1:]
 
 
+def test_theory_runs_stay_out_of_the_training_figures_and_tables(tmp_path, monkeypatch):
+    """A theory run of an attack and init strategy no training run has adds no figure variant,
+    no Table 2 or Table E.1 row."""
+    quick_training_figures(monkeypatch)
+    rng = np.random.default_rng(3)
+    config = TheoryConfig.from_dict({**COMMON, "method": "lora", "init": "gaussian", "init_scale": 2.0,
+                                     "attack": "cl_bpa", "rate": 0.05, "n": 8, "seed": 0})
+    training = [RunConfig(**COMMON, method=m, attack="bpa", rate=r, seed=0, max_steps=3) for m in ("ff", "lora")
+                for r in (0.0, 0.05)]
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        write_runs(store, store.register_sweep("apart", "4" * 24, "name: apart\n"),
+                   [(config, theory_document(config, rng))], [(c, train_document(c, rng)) for c in training])
+    html = build_report(tmp_path / "r.sqlite", tmp_path / "report").read_text()
+    assert "Table 2 skipped" in html
+    assert "cl_bpa" not in html.split('id="table-e1"')[1].split("</section>")[0]
+    assert "cl_bpa" not in html.split('id="figures"')[1].split("</section>")[0]
+
+
 def test_no_theory_runs_no_section(theory_report):
     _, _, _, train_only = theory_report
     html = train_only.read_text()

@@ -46,7 +46,7 @@ import numpy as np
 from ttrlab.attacks import ATTACKS, BACKDOOR, UNTARGETED, AttackFamily
 from ttrlab.evaluation import METRICS
 from ttrlab.methods import METHODS, full_method
-from ttrlab.report.aggregate import cell_config, is_default_setting, method_label, method_owned_keys, task_type
+from ttrlab.report.aggregate import cell_config, is_default_setting, method_label, method_owned_keys, task_type, trains
 from ttrlab.report.matching import is_clean
 from ttrlab.report.stats import summarize
 
@@ -161,9 +161,10 @@ class FigureData:
 
 
 def figure_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs figures can use, once: kind, task type, identity without the seed, metrics, seed."""
+    """The runs figures can use — those of kinds that train (theory runs are the Theory
+    section's) — once: kind, task type, identity without the seed, metrics, seed."""
     return [{"kind": run["kind"], "task_type": task_type(run["kind"]), "config": cell_config(run["kind"], run["config"]),
-             "metrics": run["metrics"], "seed": run["config"].get("seed")} for run in runs]
+             "metrics": run["metrics"], "seed": run["config"].get("seed")} for run in runs if trains(run["kind"])]
 
 
 def attacks_drawn(spec: FigureSpec, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:

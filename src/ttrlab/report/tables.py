@@ -142,8 +142,8 @@ def table2_rows(cells: list[Cell]) -> list[dict[str, Any]]:
     rows = []
     for cell in cells:
         method, config = cell.method, cell.config
-        if task_type(cell.kind) != "classification" or method is None or method.settings is None \
-                or "init" not in method.settings.field_names():
+        if not trains(cell.kind) or task_type(cell.kind) != "classification" or method is None \
+                or method.settings is None or "init" not in method.settings.field_names():
             continue
         default_init = method.settings().init
         attack = config.get("attack")
