@@ -71,12 +71,17 @@ def trains(kind: str) -> bool:
 def is_default_setting(kind: str, config: dict[str, Any]) -> bool:
     """Whether a run's method settings are its kind's defaults (e.g. LoRA r = 8, α = 16 for
     classification): the setting tables and figures show when a database holds several."""
-    experiment = kind_experiment(kind)
     method = METHODS.get(config["method"]) if config.get("method") in METHODS else None
-    if experiment is None or method is None or method.settings is None:
+    defaults = _kind_defaults(kind)
+    if defaults is None or method is None or method.settings is None:
         return True
-    defaults = experiment.config_type()
     return all(config.get(name) == getattr(defaults, name) for name in method.settings.field_names())
+
+
+@lru_cache(maxsize=None)
+def _kind_defaults(kind: str):
+    experiment = kind_experiment(kind)
+    return experiment.config_type() if experiment is not None else None
 
 
 def method_label(config: dict[str, Any]) -> str:
