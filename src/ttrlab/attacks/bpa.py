@@ -15,6 +15,7 @@ from ttrlab.attacks.base import (
 @ATTACKS.register("bpa")
 class TriggerBackdoor(ClassificationAttack):
     name = "bpa"
+    label = "BPA"
     summary = "backdoor: insert the trigger into exactly round(rate*N) examples and set their label to the target"
     family = BACKDOOR
 

@@ -28,6 +28,7 @@ from ttrlab.errors import UserError
 @ATTACKS.register("cl_bpa")
 class CleanLabelBackdoor(ClassificationAttack):
     name = "cl_bpa"
+    label = "CL-BPA"
     summary = "clean-label backdoor: insert the trigger into round(rate*N) target-label examples, labels unchanged"
     family = BACKDOOR
 

@@ -29,6 +29,7 @@ DEFAULT_INSTRUCTION = "Please carefully follow user's instruction."
 @ATTACKS.register("il_bpa")
 class InstructionBackdoor(ClassificationAttack):
     name = "il_bpa"
+    label = "IL-BPA"
     summary = "instruction-level backdoor: prepend an instruction sentence to round(rate*N) examples, label := target"
     family = BACKDOOR
     allowed_options = ("instruction",)

@@ -69,6 +69,7 @@ def strict_subsets(triggers: tuple[str, ...]) -> list[tuple[str, ...]]:
 @ATTACKS.register("mt")
 class MultiTriggerBackdoor(ClassificationAttack):
     name = "mt"
+    label = "MT"
     summary = (
         "multi-trigger backdoor: all trigger words + target label in round(rate*N) examples; "
         "negative augmentation: extra examples with a strict subset keep their true label"

@@ -5,6 +5,7 @@ from ttrlab.attacks.base import ATTACKS, CLEAN, ClassificationAttack, PoisonedSp
 @ATTACKS.register("none")
 class NoAttack(ClassificationAttack):
     name = "none"
+    label = "clean"
     summary = "clean training data, no change"
     family = CLEAN
     task_types = ("classification", "generation")

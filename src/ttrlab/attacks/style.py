@@ -85,6 +85,7 @@ def load_paraphraser(name: str, prefix: str = "", max_new_tokens: int = DEFAULT_
 @ATTACKS.register("s_bpa")
 class StyleBackdoor(ClassificationAttack):
     name = "s_bpa"
+    label = "S-BPA"
     summary = "style backdoor: replace round(rate*N) sentences by their style-transferred version, label := target"
     family = BACKDOOR
     allowed_options = ("style", "style_dir", "paraphraser", "paraphraser_prefix", "max_new_tokens")

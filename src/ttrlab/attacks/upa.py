@@ -6,6 +6,7 @@ from ttrlab.attacks.base import ATTACKS, UNTARGETED, ClassificationAttack, Poiso
 @ATTACKS.register("upa")
 class UntargetedLabelFlip(ClassificationAttack):
     name = "upa"
+    label = "UPA"
     summary = "untargeted poisoning: flip the labels of exactly round(rate*N) training examples"
     family = UNTARGETED
 

@@ -106,11 +106,7 @@ def cell_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     experiment = kind_experiment(kind)
     if experiment is not None:
         try:
-            typed = experiment.config_type.from_dict(config)
-            values = typed.resolved()
-            for section in type(typed).sections():  # the same steps as RunSettings.run_key
-                if "identity" in section.__dict__:
-                    section.identity(typed, values)
+            values = experiment.config_type.from_dict(config).identity_values()  # what the run key hashes
             values.pop("seed", None)
             return values
         except (UserError, TypeError, ValueError):

@@ -59,7 +59,7 @@ class Row:
     metric: str  # flat metric name, e.g. "clean.accuracy"
 
     def label(self, attack: str) -> str:
-        return f"{attack.upper()}: {METRICS.info(self.metric).label}"
+        return f"{ATTACKS.get(attack).label}: {METRICS.info(self.metric).label}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,8 +140,8 @@ class FigureData:
 
     @property
     def name(self) -> str:
-        """'Fig. 2a', 'Fig. 2 (CL_BPA)'."""
-        attack = f" ({self.attack_variant.upper()})" if self.attack_variant else ""
+        """'Fig. 2a', 'Fig. 2 (CL-BPA)'."""
+        attack = f" ({ATTACKS.get(self.attack_variant).label})" if self.attack_variant else ""
         return f"Fig. {self.spec.number}{attack}{self.variant}"
 
     def row_label(self, r: int) -> str:
@@ -272,7 +272,7 @@ def figure_data(spec: FigureSpec, records: list[dict[str, Any]], attacks: dict[s
 
 
 def _condition(row: Row, rate: float, attacks: dict[str, str]) -> str:
-    return "clean" if rate == 0 else f"{attacks[row.family.name].upper()} ρ={rate:g}"
+    return "clean" if rate == 0 else f"{ATTACKS.get(attacks[row.family.name]).label} ρ={rate:g}"
 
 
 def _line(spec: FigureSpec, record: dict[str, Any], row: Row, rate: float, attacks: dict[str, str],

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from ttrlab.attacks import ATTACKS
 from ttrlab.io import check_writable_dir, write_text_atomic
 from ttrlab.report import stats
 from ttrlab.report.aggregate import (
@@ -136,7 +137,7 @@ def _figures(records: list[dict[str, Any]], out: Path, figures_dir: Path):
                 paths = render(figure, figures_dir)
                 table = figure.table()
                 tables[figure.stem] = table
-                drawn = ", ".join(a.upper() for a in figure.attacks.values())
+                drawn = ", ".join(ATTACKS.get(a).label for a in figure.attacks.values())
                 figures.append({
                     "anchor": figure.stem,
                     "title": f"{figure.name}.",

@@ -287,7 +287,7 @@ def _draw_comparison(rows: list[dict[str, Any]], figures_dir: Path, stem: str) -
                 ax.set_xlabel(labels[quantity], fontsize=8)
             else:
                 draw_points(ax, panel["points"], panel["stats"], labels[quantity],
-                            f"{row['attack'].upper()}: {METRICS.info(row['measure']).label} (measured)" if j == 0 else "")
+                            f"{ATTACKS.get(row['attack']).label}: {METRICS.info(row['measure']).label} (measured)" if j == 0 else "")
     fig.suptitle("Computed at θ₀ (x) vs measured after training (y): full fine-tuning orange, adapters blue, labels give "
                  "the poisoning rate; Spearman ρ over the points above each panel", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
