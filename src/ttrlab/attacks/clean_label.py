@@ -13,24 +13,18 @@ set with the trigger inserted the same way (true labels kept), as for BPA.
 """
 import numpy as np
 
-from ttrlab.attacks.base import (
-    ATTACKS,
-    BACKDOOR,
-    ClassificationAttack,
-    PoisonedSplit,
-    choose_positions,
-    insert_trigger,
-    poison_count,
-)
+from ttrlab.attacks.base import ATTACKS, PoisonedSplit, choose_positions, insert_trigger, poison_count
+from ttrlab.attacks.bpa import TriggerBackdoor
 from ttrlab.errors import UserError
 
 
 @ATTACKS.register("cl_bpa")
-class CleanLabelBackdoor(ClassificationAttack):
+class CleanLabelBackdoor(TriggerBackdoor):
+    """BPA's trigger and triggered test set; only the choice of poisoned examples differs."""
+
     name = "cl_bpa"
     label = "CL-BPA"
     summary = "clean-label backdoor: insert the trigger into round(rate*N) target-label examples, labels unchanged"
-    family = BACKDOOR
 
     def poison(self, train, rng):
         s = self.settings
@@ -48,7 +42,3 @@ class CleanLabelBackdoor(ClassificationAttack):
         for i in chosen:
             examples[i] = insert_trigger(examples[i], s.trigger, s.trigger_position, rng)
         return PoisonedSplit(examples=tuple(examples), changed=tuple(int(i) for i in chosen))
-
-    def trigger_examples(self, examples, rng):
-        s = self.settings
-        return [insert_trigger(e, s.trigger, s.trigger_position, rng) for e in examples]
