@@ -74,7 +74,8 @@ def test_fp32_cpu_result_names_its_runtime(glue_dir):
 
 def test_cli_train_records_device_and_precision(glue_dir, tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["train", *_flags(TINY), "--data-dir", str(glue_dir), "--device", "cpu", "--precision", "bf16",
+    small = {**TINY, "train_size": 16, "eval_size": 8, "max_steps": 1}  # bf16 is slow on a CPU without it
+    assert main(["train", *_flags(small), "--data-dir", str(glue_dir), "--device", "cpu", "--precision", "bf16",
                  "--quiet", "--out", str(out)]) == 0
     document = json.loads(out.read_text())
     assert document["runtime"]["precision"] == "bf16" and document["config"]["device"] == "cpu"
