@@ -52,11 +52,14 @@ class Section:
         return cls(**{name: getattr(config, name) for name in cls.field_names()})
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
-    """A section field that carries its own documentation (shown by `--help` and the docs)."""
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+            flag: str | None = None) -> Any:
+    """A section field that carries its own documentation (shown by `--help` and the docs) and,
+    where it is not the field name in kebab case, its command-line flag."""
+    metadata = {"help": help, **({"flag": flag} if flag else {})}
     if factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def help_of(spec: dataclasses.Field) -> str:

@@ -96,7 +96,7 @@ class AttackSettings(Section):
     trigger: str = setting("[.*?]", "backdoor trigger text")
     trigger_position: str = setting("end", "end (paper) | start | random")
     target_label: int = setting(1, "backdoor target label")
-    attack_options: dict[str, Any] = setting(help="attack-specific options", factory=dict)
+    attack_options: dict[str, Any] = setting(help="attack-specific option", factory=dict, flag="attack-option")
 
     def check(self) -> None:
         check_applies(self.attack, "classification")

@@ -30,7 +30,7 @@ def add_config_options(parser: argparse.ArgumentParser, config_type: type, skip:
     for spec in config_fields(config_type):
         if spec.name in skip:
             continue
-        flag = "--" + spec.name.replace("_", "-").replace("attack-options", "attack-option")
+        flag = "--" + spec.metadata.get("flag", spec.name.replace("_", "-"))
         kind = str(spec.type).split("|")[0].strip()
         if kind.startswith("dict"):
             parser.add_argument(flag, dest=spec.name, action="append", default=None, metavar="KEY=VALUE",
