@@ -92,15 +92,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from ttrlab.experiment import load_run_data
     from ttrlab.report import build_report
-    from ttrlab.runtime import Runtime
     from ttrlab.report.aggregate import build_cells
     from ttrlab.sweep import ResultStore, load_spec, run_sweep
     from ttrlab.sweep.store import FINISHED
 
     spec = load_spec(main_job_spec(args.data_dir, device=args.device, precision=args.precision))
-    base = RunConfig.from_dict(spec.base)
-    Runtime.resolve(base.device, base.precision)  # a missing GPU is one line, before anything is written
-    load_run_data(base)  # data errors surface before any progress output
+    load_run_data(RunConfig.from_dict(spec.base))  # data errors surface before any progress output
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet)

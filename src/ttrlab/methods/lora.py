@@ -129,7 +129,7 @@ class LowRankAdaptation(Method):
         return " ".join(parts)
 
     def describe(self, values) -> str:
-        text = f"LoRA r={values.get('rank', LoRASettings.rank)}, α={values.get('alpha', LoRASettings.alpha):g}"
+        text = f"LoRA r={values.get('rank')}, α={values.get('alpha'):g}"
         init, k = values.get("init", "kaiming_uniform"), values.get("init_scale")
         if init != "kaiming_uniform" or k is not None:
             text += f", {init}" + (f" k={k:g}" if k is not None else "")
