@@ -1,6 +1,5 @@
 """End-to-end runs on the real MiniLM and real SST-2/MRPC: poisoned data reaches the trainer,
 training moves the model, runs are pure functions of their config."""
-import numpy as np
 import pytest
 
 from ttrlab import RunConfig, run_experiment

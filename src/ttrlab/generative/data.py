@@ -31,7 +31,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ttrlab.attacks import ATTACKS
 from ttrlab.attacks.backdoorllm import BackdoorLLMAttack
