@@ -50,6 +50,17 @@ class Experiment:
     def run(self, config, progress=None) -> dict[str, Any]:
         return run(self, config, progress=progress).to_dict()
 
+    def fusion_key(self, config) -> str | None:
+        """Runs with the same non-None key may train together in one process over one shared
+        base model (`run_group`); None: this run trains alone. A run's result never depends
+        on the group it trained in."""
+        return None
+
+    def run_group(self, configs: list, progress=None) -> list[dict[str, Any]]:
+        """The result documents of `configs` (same fusion key), in order. Raises if the group
+        fails (then every run of it failed). The default trains them one after another."""
+        return [self.run(config, progress=progress) for config in configs]
+
     # ---- the steps ------------------------------------------------------------------------
     def needs_model(self, config) -> bool:
         """False for a run computed from the config alone (theory's AᵀA spectrum)."""

@@ -10,6 +10,12 @@ A kind is an object with
   `clean.accuracy`; non-numeric and null values are left out of the metrics table but kept
   in the stored document). `progress(event, **info)` is optional, e.g. ("step", step=, total=).
 
+Optionally (a kind without them always runs alone):
+
+- `fusion_key(config) -> str | None`: runs of equal non-None key can be trained as one group;
+- `run_group(configs, progress=None) -> list[dict]`: the result documents of such a group, in
+  order (raising fails the whole group).
+
 The built-in kinds are the pipeline's experiments (`ttrlab.pipeline`): "train" (classification),
 "generative" and "theory", each an `ExperimentKind` that imports its experiment on first use.
 Other packages add kinds by registering into RUN_KINDS from a module named in the environment
@@ -50,6 +56,12 @@ class ExperimentKind:
 
     def run(self, config, progress=None) -> dict[str, Any]:
         return self.experiment.run(config, progress=progress)
+
+    def fusion_key(self, config) -> str | None:
+        return self.experiment.fusion_key(config)
+
+    def run_group(self, configs: list, progress=None) -> list[dict[str, Any]]:
+        return self.experiment.run_group(configs, progress=progress)
 
 
 for _name, _module, _attribute in (
