@@ -113,6 +113,17 @@ class Runtime:
 
         return torch.amp.GradScaler(self.type)
 
+    @property
+    def fused_optimizer(self) -> bool:
+        """Whether torch has a fused AdamW kernel here: one pass over every parameter instead
+        of a dozen per tensor (same update, round-off aside)."""
+        return self.type in FUSED_OPTIMIZER_DEVICES
+
+    def prepare_for_training(self) -> None:
+        """Process-wide tuning before a training loop: on the CPU, keep freed memory (below)."""
+        if self.type == "cpu":
+            keep_freed_host_memory()
+
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device) for k, v in batch.items()}
 
@@ -128,6 +139,35 @@ class Runtime:
     def record(self) -> dict[str, str]:
         """What the result document stores about where the run computed."""
         return {"device": str(self.device), "device_name": self.device_name(), "precision": self.precision.name}
+
+
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda", "mps")
+_GLIBC_M_TRIM_THRESHOLD, _GLIBC_M_MMAP_MAX = -1, -4
+_kept_freed_memory = False
+
+
+def keep_freed_host_memory() -> None:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
+
+    Full fine-tuning allocates a fresh dense gradient for the 11.7M-row word embedding (47 MB
+    for MiniLM) every step; above glibc's mmap threshold each such block is a new mapping whose
+    pages fault in one by one (about 30 ms a step on one core, as much as the optimizer). Served
+    from the heap and never trimmed, the same blocks are reused. Only the process's peak memory
+    stays resident. A no-op where the C library is not glibc."""
+    global _kept_freed_memory
+    if _kept_freed_memory:
+        return
+    _kept_freed_memory = True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
+        return
+    mallopt(_GLIBC_M_MMAP_MAX, 0)
+    mallopt(_GLIBC_M_TRIM_THRESHOLD, 2**30)
 
 
 def cpu_name() -> str:
