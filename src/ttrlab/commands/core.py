@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     run.add_argument("--data-dir", default=None)
     run.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (default: the spec's, auto)")
     run.add_argument("--precision", default=None, help="fp32 | bf16 | fp16 (default fp32: the README's numbers)")
+    run.add_argument("--fuse", default="on", metavar="on|off",
+                     help="on (default): runs that can train together run as one fused group; off: each alone")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)
 
@@ -90,17 +92,20 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ttrlab.commands.options import on_off
     from ttrlab.experiment import load_run_data
     from ttrlab.report import build_report
     from ttrlab.report.aggregate import build_cells
     from ttrlab.sweep import ResultStore, load_spec, run_sweep
     from ttrlab.sweep.store import FINISHED
 
+    fuse = on_off(args.fuse, "--fuse")
     spec = load_spec(main_job_spec(args.data_dir, device=args.device, precision=args.precision))
     load_run_data(RunConfig.from_dict(spec.base))  # data errors surface before any progress output
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet)
+    summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
+                        fuse=fuse)
     wall = time.perf_counter() - started
     index = build_report(args.db, args.out)
 

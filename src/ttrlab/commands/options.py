@@ -24,6 +24,14 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
+def on_off(text: str, flag: str) -> bool:
+    """A switch flag's value: on → True, off → False; anything else a one-line UserError."""
+    lowered = text.strip().lower()
+    if lowered not in ("on", "off"):
+        raise UserError(f"{flag} {text!r} must be on or off")
+    return lowered == "on"
+
+
 def add_config_options(parser: argparse.ArgumentParser, config_type: type, skip: tuple[str, ...] = ()) -> None:
     """`--name-with-dashes VALUE` for every field of `config_type`, in the order its sections are
     declared; a bool field takes true|false, a mapping field (attack_options) KEY=VALUE, repeatable."""

@@ -1,5 +1,5 @@
 """`ttrlab sweep SPEC --db results.sqlite [--executor local|ray|inline] [--workers N] [--dry-run]
-[--retry-failed] [--device D] [--precision P]`."""
+[--retry-failed] [--fuse on|off] [--device D] [--precision P]`."""
 from __future__ import annotations
 
 import argparse
@@ -21,29 +21,41 @@ def register(subparsers) -> None:
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local instance)")
     sweep.add_argument("--device", default=None, help="set every run's device (auto | cpu | cuda | cuda:N | mps)")
     sweep.add_argument("--precision", default=None, help="set every run's precision (fp32 | bf16 | fp16)")
+    sweep.add_argument("--fuse", default="on", metavar="on|off",
+                       help="on (default): runs whose kind can train them together run as one fused group "
+                            "in one worker; off: every run alone")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from ttrlab.commands.options import on_off
+    from ttrlab.sweep.groups import work_units
     from ttrlab.sweep.runner import plan, run_sweep
     from ttrlab.sweep.spec import load_spec
 
+    fuse = on_off(args.fuse, "--fuse")
     overrides = {k: v for k, v in (("device", args.device), ("precision", args.precision)) if v is not None}
     spec = load_spec(args.spec, base=overrides)
     if args.dry_run:
         planned = plan(spec, args.db, args.retry_failed)
         expansion = planned["expansion"]
+        units = work_units(planned["todo"], fuse=fuse)
+        groups = sum(len(unit) > 1 for unit in units)
         print(f"sweep {spec.name!r}: {len(expansion.runs)} runs "
               f"({expansion.points} points, {expansion.duplicates} duplicates dropped); "
               f"{len(planned['finished'])} already finished, {len(planned['failed'])} failed"
               f"{' (will be retried)' if args.retry_failed else ' (skipped; --retry-failed redoes them)'}; "
-              f"{len(planned['todo'])} would run")
-        for run in planned["todo"]:
-            print(f"  {run.run_key}  [{run.grid}] {run.label()}")
+              f"{len(planned['todo'])} would run"
+              f"{f' as {len(units)} units ({groups} fused groups)' if groups else ''}")
+        for unit in units:  # in the order the executor starts them
+            if len(unit) > 1:
+                print(f"  group of {len(unit)}:")
+            for run in unit:
+                print(f"{'    ' if len(unit) > 1 else '  '}{run.run_key}  [{run.grid}] {run.label()}")
         return 0
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
-                        retry_failed=args.retry_failed, ray_address=args.ray_address)
+                        retry_failed=args.retry_failed, ray_address=args.ray_address, fuse=fuse)
     print(f"sweep {summary['sweep']!r}: {summary['planned']} runs planned, {summary['already_finished']} already "
           f"finished, {summary['ran']} ran ({summary['finished']} finished, {summary['failed']} failed), "
           f"{summary['skipped_failed']} failed earlier and skipped; {summary['seconds']:.0f} s; db {summary['db']}")

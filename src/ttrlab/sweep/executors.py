@@ -1,18 +1,23 @@
-"""Executors: run planned runs somewhere and hand each outcome back to the driver, which writes
-it to the database the moment it arrives (only the driver touches the database).
+"""Executors: run work units somewhere and hand each run's outcome back to the driver, which
+writes it to the database the moment it arrives (only the driver touches the database).
 
-- `inline`: in this process, one run after another (debugging, benchmarks).
+A work unit (`groups.work_units`) is a list of planned runs dispatched as one task: a unit of
+one runs through `execute_one`, a fused unit of K runs through its kind's `run_group` in one
+worker, and either way the driver gets one outcome per run (`execute_unit`).
+
+- `inline`: in this process, one unit after another (debugging, benchmarks).
 - `local`: a pool of long-lived worker processes ("spawn"), each with its own model cache
   (`ttrlab.models` caches the pretrained weights per process, so a worker loads a model once
-  and then only copies it per run). The driver hands a worker its next run when it is free,
-  so it always knows which run each worker holds: a worker that dies (OOM killer, segfault)
-  fails that run with the exit code and is replaced. Workers ignore SIGINT; on Ctrl-C the
+  and then only copies it per run). The driver hands a worker its next unit when it is free,
+  so it always knows which unit each worker holds: a worker that dies (OOM killer, segfault)
+  fails every run of that unit with the exit code and is replaced. Workers ignore SIGINT; on Ctrl-C the
   driver terminates them and stops — finished runs are already in the database, the runs in
   flight are redone next time. Workers exit by themselves if the driver disappears (SIGKILL).
   When the spec's runs need GPUs (`resources.gpus > 0`) the pool is sized by GPUs instead of
   cores, and each worker is pinned to its own GPU(s) through `CUDA_VISIBLE_DEVICES` (see
   `gpu_slots`).
-- `ray`: each run is a Ray task with the spec's resource needs (`num_cpus`, `num_gpus`); see
+- `ray`: each unit is a Ray task with the spec's resource needs of one run (`num_cpus`,
+  `num_gpus`: a fused unit shares one run's device, which is what fusing is for); see
   docs/sweeps.md for a real cluster.
 """
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 
 from ttrlab.errors import UserError
 from ttrlab.registry import Registry
+from ttrlab.sweep.groups import Unit, unit_label
 from ttrlab.sweep.monitor import Monitor, Throttle
 from ttrlab.sweep.spec import PlannedRun, Resources
 
@@ -59,6 +65,7 @@ class Outcome:
 
 
 OnOutcome = Callable[[Outcome], None]
+RunOutcome = tuple[dict | None, str | None, dt.datetime | None, float | None]  # Outcome without its run
 
 
 def _no_check(resources: Resources, workers: int | None) -> None:
@@ -67,8 +74,10 @@ def _no_check(resources: Resources, workers: int | None) -> None:
 
 @dataclass(frozen=True)
 class Executor:
-    """A registered executor. `run(runs, on_outcome, monitor, resources, workers=None, **options)`
-    runs the planned runs; `check(resources, workers)` raises a UserError when this executor
+    """A registered executor. `run(units, on_outcome, monitor, resources, workers=None, **options)`
+    runs the work units (lists of planned runs, largest first, from `groups.work_units`), calls
+    `on_outcome` once per run and `monitor.start_run`/`finish_unit` once per unit;
+    `check(resources, workers)` raises a UserError when this executor
     cannot serve the spec here (no GPU visible, an extra not installed) — the driver calls it
     before it writes anything."""
 
@@ -123,25 +132,67 @@ def execute_one(kind_name: str, config_dict: dict[str, Any], progress=None) -> t
         result = kind.run(kind.config_from_dict(config_dict), progress=progress)
         return result, None, started_at, time.perf_counter() - t0
     except Exception as error:  # a failing run is recorded, not fatal
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        return None, text, started_at, time.perf_counter() - t0
+        return None, _error_text(error), started_at, time.perf_counter() - t0
+
+
+def execute_unit(kind_name: str, config_dicts: list[dict[str, Any]], progress=None) -> list[RunOutcome]:
+    """Run one work unit of a kind: one (result, error text, started_at, seconds) per config, in
+    order. A unit of one is `execute_one`; a larger unit is one call of the kind's `run_group`,
+    and if that raises (or does not return one result dict per config) every run of it fails
+    with that error. Never raises on a failing run; KeyboardInterrupt still propagates."""
+    if len(config_dicts) == 1:
+        return [execute_one(kind_name, config_dicts[0], progress)]
+    from ttrlab.sweep.kinds import RUN_KINDS, load_plugins
+
+    load_plugins()
+    started_at, t0 = _utcnow(), time.perf_counter()
+    results: list[dict | None] = [None] * len(config_dicts)
+    error = None
+    try:
+        kind = RUN_KINDS.get(kind_name)
+        returned = list(kind.run_group([kind.config_from_dict(d) for d in config_dicts], progress=progress))
+        if len(returned) != len(config_dicts) or not all(isinstance(r, dict) for r in returned):
+            raise RuntimeError(f"run_group of kind {kind_name!r} must return one result dict per config; "
+                               f"it returned {len(returned)} values for {len(config_dicts)} configs")
+        results = returned
+    except Exception as failure:  # the whole group failed: recorded for each run, not fatal
+        error = _error_text(failure)
+    # Each run is charged an even share of the group's wall time, so the stored seconds of a
+    # sweep's runs still add up to the time its workers spent (a fused run has no time of its own).
+    seconds = (time.perf_counter() - t0) / len(config_dicts)
+    return [(result, error, started_at, seconds) for result in results]
+
+
+def _error_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def _deliver(outcomes: list[Outcome], on_outcome: OnOutcome, monitor: Monitor, worker: Any) -> None:
+    """Hand each run's outcome to the driver (which stores it), then show the unit as done."""
+    for outcome in outcomes:
+        on_outcome(outcome)
+    monitor.finish_unit(worker, outcomes)
+
+
+def _configs(unit: Unit) -> tuple[str, list[dict[str, Any]]]:
+    """What a worker needs to run a unit: its kind and its runs' configs (runs of a unit share a kind)."""
+    return unit[0].kind, [run.config_dict for run in unit]
 
 
 # ---- inline -----------------------------------------------------------------------------------
 @executor("inline")
-def run_inline(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
+def run_inline(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
                workers: int | None = None, **_: Any) -> None:
-    for run in runs:
-        monitor.start_run(0, run.label())
+    for unit in units:
+        monitor.start_run(0, unit_label(unit))
         throttle = Throttle()
 
         def progress(event: str, **info: Any) -> None:
             if throttle(event, info):
                 monitor.event(0, event, info)
 
-        outcome = Outcome(run, *execute_one(run.kind, run.config_dict, progress))
-        on_outcome(outcome)
-        monitor.finish_run(0, outcome)
+        outcomes = [Outcome(run, *outcome) for run, outcome in zip(unit, execute_unit(*_configs(unit), progress))]
+        _deliver(outcomes, on_outcome, monitor, 0)
 
 
 # ---- local process pool -------------------------------------------------------------------------
@@ -211,7 +262,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int, cuda_visible: str | None) -> None:
-    """A long-lived worker: take (index, kind, config) from `inbox` until None."""
+    """A long-lived worker: take (unit index, kind, configs) from `inbox` until None."""
     if cuda_visible is not None:  # first, before any kind imports torch (CUDA reads it once)
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C means
@@ -221,7 +272,7 @@ def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int, c
         item = inbox.get()
         if item is None:
             return
-        index, kind_name, config_dict = item
+        index, kind_name, config_dicts = item
         throttle = Throttle()
 
         def progress(event: str, **info: Any) -> None:
@@ -229,8 +280,7 @@ def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int, c
                 safe = {k: v for k, v in info.items() if isinstance(v, (int, float, str, type(None)))}
                 events.put(("event", worker_id, index, event, safe))
 
-        result, error, started_at, seconds = execute_one(kind_name, config_dict, progress)
-        events.put(("done", worker_id, index, result, error, started_at, seconds))
+        events.put(("done", worker_id, index, execute_unit(kind_name, config_dicts, progress)))
 
 
 class _Worker:
@@ -242,34 +292,34 @@ class _Worker:
                                    args=(worker_id, self.inbox, events, threads, os.getpid(), slot),
                                    name=f"ttrlab-worker-{worker_id}", daemon=True)
         self.process.start()
-        self.current: int | None = None  # index of the run it holds
+        self.current: int | None = None  # index of the unit it holds
 
-    def assign(self, index: int, run: PlannedRun) -> None:
+    def assign(self, index: int, unit: Unit) -> None:
         self.current = index
-        self.inbox.put((index, run.kind, run.config_dict))
+        self.inbox.put((index, *_configs(unit)))
 
     def stop(self) -> None:
         self.inbox.put(None)
 
 
 @executor("local", check=_check_local)
-def run_local(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
+def run_local(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
               workers: int | None = None, **_: Any) -> None:
-    if not runs:
+    if not units:
         return
-    slots = local_slots(resources, workers)[:len(runs)]
+    slots = local_slots(resources, workers)[:len(units)]
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     pool: list[_Worker] = []
-    pending = list(range(len(runs)))[::-1]  # a stack: pop() gives runs in spec order
-    remaining = len(runs)
+    pending = list(range(len(units)))[::-1]  # a stack: pop() gives units in the order given
+    remaining = len(units)  # units not yet delivered
     completed: set[int] = set()
     next_id = len(slots)
     try:
         for worker_id, slot in enumerate(slots):
             pool.append(_Worker(ctx, worker_id, events, resources.torch_threads, slot))
         for worker in pool:
-            _feed(worker, pending, runs, monitor)
+            _feed(worker, pending, units, monitor)
         while remaining:
             try:
                 message = events.get(timeout=0.25)
@@ -284,14 +334,13 @@ def run_local(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, r
                 if index in completed:
                     continue
                 completed.add(index)
-                outcome = Outcome(runs[index], *message[3:])
-                on_outcome(outcome)
-                monitor.finish_run(worker_id, outcome)
+                outcomes = [Outcome(run, *outcome) for run, outcome in zip(units[index], message[3])]
+                _deliver(outcomes, on_outcome, monitor, worker_id)
                 remaining -= 1
                 if worker is not None:
                     worker.current = None
-                    _feed(worker, pending, runs, monitor)
-            # a worker that died holding a run: fail the run, replace the worker
+                    _feed(worker, pending, units, monitor)
+            # a worker that died holding a unit: fail each of its runs, replace the worker
             for i, worker in enumerate(pool):
                 if worker.process.is_alive() or worker.current is None or not events.empty():
                     continue  # (a message still queued may be this worker's last result)
@@ -299,25 +348,25 @@ def run_local(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, r
                     worker.current = None
                     continue
                 completed.add(worker.current)
-                code = worker.process.exitcode
-                outcome = Outcome(runs[worker.current], None,
-                                  f"worker process died (exit code {code}) while running this config", None, None)
-                on_outcome(outcome)
-                monitor.finish_run(worker.id, outcome)
+                unit = units[worker.current]
+                error = f"worker process died (exit code {worker.process.exitcode}) while running this config"
+                if len(unit) > 1:
+                    error += f" (one of {len(unit)} runs fused in that worker)"
+                _deliver([Outcome(run, None, error, None, None) for run in unit], on_outcome, monitor, worker.id)
                 remaining -= 1
                 replacement = _Worker(ctx, next_id, events, resources.torch_threads, worker.slot)
                 next_id += 1
                 pool[i] = replacement
-                _feed(replacement, pending, runs, monitor)
+                _feed(replacement, pending, units, monitor)
     finally:
         _shutdown(pool)
 
 
-def _feed(worker: _Worker, pending: list[int], runs: list[PlannedRun], monitor: Monitor) -> None:
+def _feed(worker: _Worker, pending: list[int], units: list[Unit], monitor: Monitor) -> None:
     if pending:
         index = pending.pop()
-        worker.assign(index, runs[index])
-        monitor.start_run(worker.id, runs[index].label())
+        worker.assign(index, units[index])
+        monitor.start_run(worker.id, unit_label(units[index]))
     else:
         worker.stop()
 
@@ -351,21 +400,21 @@ def _check_ray(resources: Resources, workers: int | None) -> None:
     _import_ray()
 
 
-def _ray_task(kind_name: str, config_dict: dict[str, Any], threads: int):
+def _ray_task(kind_name: str, config_dicts: list[dict[str, Any]], threads: int):
     # Ray has set CUDA_VISIBLE_DEVICES to the GPUs it gave this task (num_gpus); left as it is.
     _set_threads(threads)
-    return execute_one(kind_name, config_dict, None)
+    return execute_unit(kind_name, config_dicts, None)
 
 
 @executor("ray", check=_check_ray, on_this_machine=False)
-def run_ray(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
+def run_ray(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
             workers: int | None = None, ray_address: str | None = None, **_: Any) -> None:
-    """Each run a Ray task needing `resources.cpus` CPUs and `resources.gpus` GPUs (Ray pins the
-    task to its GPUs through CUDA_VISIBLE_DEVICES); at most `workers` in flight (default: as
-    many as the cluster's CPUs allow). Ray reuses its worker processes between tasks, so the
+    """Each unit a Ray task needing `resources.cpus` CPUs and `resources.gpus` GPUs, one run's
+    needs even for a fused unit (Ray pins the task to its GPUs through CUDA_VISIBLE_DEVICES);
+    at most `workers` units in flight (default: as many as the cluster's CPUs allow). Ray reuses its worker processes between tasks, so the
     per-process model cache still saves reloads."""
     ray = _import_ray()
-    if not runs:
+    if not units:
         return
     started_here = False
     if not ray.is_initialized():
@@ -377,25 +426,25 @@ def run_ray(runs: list[PlannedRun], on_outcome: OnOutcome, monitor: Monitor, res
     remote = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)(_ray_task)
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.cpus, 1e-9)))
-    pending = list(range(len(runs)))[::-1]
+    pending = list(range(len(units)))[::-1]
     in_flight: dict[Any, int] = {}
     try:
         while pending or in_flight:
             while pending and len(in_flight) < workers:
                 index = pending.pop()
-                ref = remote.remote(runs[index].kind, runs[index].config_dict, resources.torch_threads)
+                ref = remote.remote(*_configs(units[index]), resources.torch_threads)
                 in_flight[ref] = index
-                monitor.start_run(f"ray{index}", runs[index].label())
+                monitor.start_run(f"ray{index}", unit_label(units[index]))
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in ready:
                 index = in_flight.pop(ref)
+                unit = units[index]
                 try:
-                    result, error, started_at, seconds = ray.get(ref)
+                    returned = ray.get(ref)
                 except Exception as failure:  # the worker died or Ray lost the task
-                    result, error, started_at, seconds = None, f"ray task failed: {failure}", None, None
-                outcome = Outcome(runs[index], result, error, started_at, seconds)
-                on_outcome(outcome)
-                monitor.finish_run(f"ray{index}", outcome)
+                    returned = [(None, f"ray task failed: {failure}", None, None)] * len(unit)
+                outcomes = [Outcome(run, *outcome) for run, outcome in zip(unit, returned)]
+                _deliver(outcomes, on_outcome, monitor, f"ray{index}")
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=True)

@@ -1,9 +1,11 @@
 """What a sweep shows while it runs, in two forms, each where it reads well:
 
 - live bars on stderr when stderr is a terminal: one bar for runs done/total (with ETA) and one
-  line per worker with its current run's step and loss (fed by the run's `progress` callback);
+  line per worker with its current unit's step and loss (fed by the run's `progress` callback);
+  a fused unit (`groups.work_units`) is one line, "5 runs fused: <first run's label> …";
 - one plain line per finished run on stdout when stdout is not a terminal (a log file, a pipe,
-  a batch job), flushed as each run ends, in the order they end::
+  a batch job), flushed as each run ends, in the order they end (a fused unit's runs end
+  together, one line each)::
 
       [3/20] finished  train sst2 ff upa ρ=0.1 seed 0  41.2 s
       [4/20] FAILED  train sst2 lora bpa ρ=0.2 r=8 seed 1  12.0 s: RuntimeError: CUDA out of memory
@@ -38,7 +40,8 @@ def finished_line(done: int, total: int, outcome: Outcome, seconds: float | None
 
 
 class Monitor:
-    """Call `start_run`, `event` and `finish_run` from the driver. `bars` and `lines` default to
+    """Call `start_run`, `event` and `finish_unit` (or `finish_run`) from the driver, once per
+    work unit a worker holds. `bars` and `lines` default to
     "stderr is a terminal" and "stdout is not"; a disabled monitor prints nothing."""
 
     def __init__(self, total: int, enabled: bool = True, title: str = "runs",
@@ -84,19 +87,25 @@ class Monitor:
             self._progress.update(task, info=event)
 
     def finish_run(self, worker: Any, outcome: Outcome) -> None:
-        self.done += 1
-        self.failed += 0 if outcome.ok else 1
+        self.finish_unit(worker, [outcome])
+
+    def finish_unit(self, worker: Any, outcomes: list[Outcome]) -> None:
+        """The unit `worker` held is done: its line goes, the runs count advances by its runs,
+        and each run gets its own finished line."""
         started = self._started.pop(worker, None)
         if worker in self._workers:
             self._progress.remove_task(self._workers.pop(worker))
+        # a run whose worker died has no time of its own: the driver's view of its unit then
+        held = time.monotonic() - started if started is not None else None
+        for outcome in outcomes:
+            self.done += 1
+            self.failed += 0 if outcome.ok else 1
+            if self.lines:
+                seconds = outcome.seconds if outcome.seconds is not None else held
+                print(finished_line(self.done, self.total, outcome, seconds), file=self._out, flush=True)
         info = f"{self.failed} failed" if self.failed else ""
         if self._runs is not None:
-            self._progress.update(self._runs, advance=1, info=info)
-        if self.lines:
-            # a run whose worker died has no time of its own: the driver's view of it then
-            seconds = outcome.seconds if outcome.seconds is not None else (
-                time.monotonic() - started if started is not None else None)
-            print(finished_line(self.done, self.total, outcome, seconds), file=self._out, flush=True)
+            self._progress.update(self._runs, advance=len(outcomes), info=info)
 
 
 class Throttle:

@@ -1,4 +1,5 @@
-"""`run_sweep`: spec → planned runs → skip what the database already holds → execute → store.
+"""`run_sweep`: spec → planned runs → skip what the database already holds → work units (fused
+groups, `groups.work_units`) → execute → store.
 
 The driver writes every outcome to the database the moment it arrives, one transaction per
 run, so stopping at any point (Ctrl-C, SIGKILL, a crash) loses at most the runs in flight.
@@ -13,6 +14,7 @@ from typing import Any
 
 from ttrlab.errors import UserError
 from ttrlab.sweep.executors import EXECUTORS, Outcome
+from ttrlab.sweep.groups import work_units
 from ttrlab.sweep.monitor import Monitor
 from ttrlab.sweep.spec import PlannedRun, SweepSpec, load_spec
 from ttrlab.sweep.store import FAILED, FINISHED, ResultStore, database_url, redacted
@@ -57,10 +59,13 @@ def run_sweep(
     progress: bool = True,
     retry_failed: bool = False,
     ray_address: str | None = None,
+    fuse: bool = True,
 ) -> dict[str, Any]:
     """Run every planned run of `spec` that `db` does not hold yet; return a summary dict:
     planned, duplicates_dropped, already_finished, skipped_failed, ran, finished, failed,
-    interrupted, seconds, failures [(label, last error line)], db."""
+    interrupted, seconds, failures [(label, last error line)], db. With `fuse`, runs whose kind
+    gives them the same fusion key train together in one worker (`groups.work_units`); each
+    run is still stored on its own."""
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
     chosen = EXECUTORS.get(executor)
@@ -103,7 +108,8 @@ def run_sweep(
 
         with Monitor(len(todo), enabled=progress and bool(todo), title=f"{spec.name}") as monitor:
             try:
-                chosen.run(todo, on_outcome, monitor, spec.resources, workers=workers, ray_address=ray_address)
+                chosen.run(work_units(todo, fuse=fuse), on_outcome, monitor, spec.resources, workers=workers,
+                           ray_address=ray_address)
             except KeyboardInterrupt:
                 summary["interrupted"] = True
     summary["seconds"] = round(time.perf_counter() - started, 2)
