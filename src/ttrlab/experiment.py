@@ -45,6 +45,26 @@ class ClassificationExperiment(Experiment):
     name = "train"
     config_type = RunConfig
 
+    # What the runs of a fused group must share (the base model and everything a step's shape
+    # depends on); they may differ in seed, attack, rate, data size, learning rate, schedule and
+    # the method's own settings (rank, alpha, targets, init).
+    FUSION_SHARED = ("model", "task", "data_dir", "data_source", "max_length", "batch_size", "max_steps",
+                     "device", "precision")
+
+    def fusion_key(self, config):
+        from ttrlab.methods import METHODS
+        from ttrlab.runtime import Runtime
+
+        if not METHODS.get(config.method).trains_fused or not Runtime.resolve(config.device, config.precision).fusing_pays:
+            return None
+        values = config.to_dict()
+        return "|".join(f"{name}={values.get(name)!r}" for name in self.FUSION_SHARED)
+
+    def run_group(self, configs, progress=None):
+        from ttrlab.fused import run_group
+
+        return run_group(self, configs, progress=progress)
+
     def load_data(self, config):
         return load_run_data(config)
 

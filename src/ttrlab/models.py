@@ -87,10 +87,16 @@ def load_classifier(name: str, num_labels: int, seed: int, trust_remote_code: bo
     so the same seed gives the same head whatever ran before in this process."""
     tokenizer, template = _load_pretrained(name, num_labels, trust_remote_code)
     model = copy.deepcopy(template)
+    draw_head_(classification_head(model), seed, getattr(model.config, "initializer_range", 0.02))
+    return tokenizer, model
+
+
+@torch.no_grad()
+def draw_head_(layers: list[torch.nn.Linear], seed: int, std: float) -> None:
+    """Re-draw a classification head in place: N(0, std²) weights from the seed's head stream
+    (in layer order), zero biases. The same seed gives the same head on any copy of it."""
     generator = torch.Generator().manual_seed(seed + HEAD_SEED_OFFSET)
-    std = getattr(model.config, "initializer_range", 0.02)
-    for layer in classification_head(model):
+    for layer in layers:
         layer.weight.normal_(0.0, std, generator=generator)
         if layer.bias is not None:
             layer.bias.zero_()
-    return tokenizer, model

@@ -121,10 +121,17 @@ def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_
         stats = optimize(prepared.model, training, config, config.seed, runtime, progress, batch_hook)
 
     _notify(progress, "evaluate")
+    return evaluate_and_record(experiment, config, runtime, data, poisoned, tokenizer, prepared,
+                               stats.as_dict() if stats is not None else None, keep_model)
+
+
+def evaluate_and_record(experiment: Experiment, config, runtime: Runtime, data, poisoned, tokenizer, prepared,
+                        train: dict[str, Any] | None, keep_model: bool = False) -> RunResult:
+    """The last step of every run (alone or in a fused group): evaluate the trained model and
+    write the result document; `train` is the training record (None for kinds that do not train)."""
     started = time.perf_counter()
     evaluation = experiment.evaluate(config, prepared, tokenizer, data, poisoned, runtime)
     eval_seconds = time.perf_counter() - started
-
     return RunResult(
         kind=experiment.name,
         run_key=config.run_key(),
@@ -135,7 +142,7 @@ def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_
         poison=experiment.poison_summary(config, poisoned),
         method=prepared.record(config.method),
         metrics=evaluation.metrics,
-        train={**stats.as_dict(), "eval_seconds": round(eval_seconds, 3)} if stats is not None else None,
+        train={**train, "eval_seconds": round(eval_seconds, 3)} if train is not None else None,
         sections=evaluation.sections,
         model=prepared.model if keep_model else None,
         tokenizer=tokenizer if keep_model else None,

@@ -140,6 +140,12 @@ def batch_order(lengths: list[int], batch_size: int, rng: np.random.Generator, b
         yield batches[b]
 
 
+def endless_batches(lengths: list[int], batch_size: int, rng: np.random.Generator, bucketing: bool) -> Iterator[list[int]]:
+    """`batch_order` epoch after epoch, from one generator: the batches of `max_steps` steps."""
+    while True:
+        yield from batch_order(lengths, batch_size, rng, bucketing)
+
+
 @dataclass
 class TrainStats:
     steps: int
@@ -188,6 +194,12 @@ def adamw(parameters: list[torch.nn.Parameter], settings: OptimSettings, runtime
                              fused=runtime.fused_optimizer or None)
 
 
+def linear_schedule(optimizer: torch.optim.Optimizer, settings: OptimSettings):
+    """Linear warm-up over `warmup_ratio` of the steps, then linear decay to 0 at `max_steps`."""
+    steps = settings.max_steps
+    return get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * steps), max(steps, 1))
+
+
 def optimize(
     model: torch.nn.Module,
     training: TrainingSet,
@@ -210,40 +222,39 @@ def optimize(
     max_steps = settings.max_steps
     runtime.prepare_for_training()
     optimizer = adamw(parameters, settings, runtime)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * max_steps), max(max_steps, 1))
+    scheduler = linear_schedule(optimizer, settings)
     scaler = runtime.grad_scaler()
     model.train()
     recent_losses: list[float] = []
     step = tokens = padded = 0
     started = time.perf_counter()
+    batches = endless_batches(lengths, settings.batch_size, rng, settings.length_bucketing)
     while step < max_steps:
-        for positions in batch_order(lengths, settings.batch_size, rng, settings.length_bucketing):
-            batch = training.make_batch(positions)
-            if batch_hook is not None:
-                batch_hook(positions, batch)
-            with runtime.autocast():
-                loss = model(**runtime.to_device(batch)).loss
-            if scaler is None:
-                loss.backward()
-            else:  # fp16: scale the loss, unscale before clipping
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-            if scaler is None:
-                optimizer.step()
-            else:
-                scaler.step(optimizer)
-                scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            tokens += int(batch["attention_mask"].sum())
-            padded += batch["attention_mask"].numel()
-            recent_losses = (recent_losses + [loss.item()])[-50:]
-            if progress is not None:
-                progress("step", step=step, total=max_steps, loss=recent_losses[-1])
-            if step >= max_steps:
-                break
+        positions = next(batches)
+        batch = training.make_batch(positions)
+        if batch_hook is not None:
+            batch_hook(positions, batch)
+        with runtime.autocast():
+            loss = model(**runtime.to_device(batch)).loss
+        if scaler is None:
+            loss.backward()
+        else:  # fp16: scale the loss, unscale before clipping
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += int(batch["attention_mask"].sum())
+        padded += batch["attention_mask"].numel()
+        recent_losses = (recent_losses + [loss.item()])[-50:]
+        if progress is not None:
+            progress("step", step=step, total=max_steps, loss=recent_losses[-1])
     model.eval()
     final_loss = round(float(np.mean(recent_losses)), 6) if recent_losses else None
     return TrainStats(step, time.perf_counter() - started, tokens, padded, final_loss)

@@ -35,6 +35,9 @@ class Method:
     settings: ClassVar[type | None] = None  # the Section holding this method's knobs
     task_types: ClassVar[tuple[str, ...]] = TASK_TYPES
     is_full: ClassVar[bool] = False  # trains every parameter: the baseline others are compared with
+    # Runs of this method can train as one group over a shared frozen base (`ttrlab.fused`):
+    # only adapters whose layers peft can route per row (a frozen base the runs share).
+    trains_fused: ClassVar[bool] = False
 
     def prepare(self, model, config) -> PreparedModel:
         """Make exactly this method's parameters trainable in `model`, adapted for the config's

@@ -72,9 +72,10 @@ def lora_config(settings: LoRASettings, task_type: str):
     )
 
 
-def apply_lora_init(model, init: str, scale: float | None, seed: int) -> dict[str, Any]:
-    """Re-draw every LoRA A matrix with `init` at Var = k / fan_in, in module order, from one
-    generator seeded by `seed`. Returns what was used, for the result record."""
+def apply_lora_init(model, init: str, scale: float | None, seed: int, adapter: str = "default") -> dict[str, Any]:
+    """Re-draw every A matrix of the LoRA adapter named `adapter` with `init` at Var = k / fan_in,
+    in module order, from one generator seeded by `seed`. Returns what was used, for the result
+    record (module names as in a model holding this adapter alone, peft's "default")."""
     import torch
 
     strategy = INIT_STRATEGIES.get(init)
@@ -82,7 +83,7 @@ def apply_lora_init(model, init: str, scale: float | None, seed: int) -> dict[st
     variances = {}
     with torch.no_grad():
         for name, module in model.named_modules():
-            if name.endswith("lora_A.default") and isinstance(module, torch.nn.Linear):
+            if name.endswith(f"lora_A.{adapter}") and isinstance(module, torch.nn.Linear):
                 variances[name] = strategy.fill_(module.weight, scale, generator)
     if not variances:
         raise RuntimeError("no LoRA A matrix found to initialise")
@@ -91,9 +92,17 @@ def apply_lora_init(model, init: str, scale: float | None, seed: int) -> dict[st
     return {
         "init": init,
         "init_scale": strategy.scale(fan_in, rank, scale),
-        "init_variance_example": {"module": some, "fan_in": fan_in, "variance": variances[some]},
+        "init_variance_example": {"module": some.removesuffix(adapter) + "default", "fan_in": fan_in,
+                                  "variance": variances[some]},
         "lora_modules": len(variances),
     }
+
+
+def init_details(model, settings: LoRASettings, seed: int, adapter: str = "default") -> dict[str, Any]:
+    """Draw the adapter's A matrices (`apply_lora_init`) and return the method record's details."""
+    details = apply_lora_init(model, settings.init, settings.init_scale, seed, adapter)
+    details["lora_scaling"] = settings.alpha / settings.rank  # peft's s = α/r on B·A
+    return details
 
 
 class LowRankAdaptation(Method):
@@ -101,6 +110,7 @@ class LowRankAdaptation(Method):
     label = "LoRA"
     summary = "LoRA (peft): low-rank A, B on the target modules, head trained fully"
     settings = LoRASettings
+    trains_fused = True
 
     def prepare(self, model, config):
         from peft import get_peft_model
@@ -112,8 +122,7 @@ class LowRankAdaptation(Method):
                 peft_model = get_peft_model(model, lora_config(settings, config.TASK_TYPE))
         except ValueError as error:  # peft: target modules not found in the model
             raise UserError(f"target_modules {settings.target_modules!r}: {str(error).splitlines()[0]}") from None
-        details = apply_lora_init(peft_model, settings.init, settings.init_scale, config.seed)
-        details["lora_scaling"] = settings.alpha / settings.rank  # peft's s = α/r on B·A
+        details = init_details(peft_model, settings, config.seed)
         trainable, total = count_parameters(peft_model)
         return PreparedModel(peft_model, trainable, total, details)
 
