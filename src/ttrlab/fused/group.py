@@ -49,14 +49,19 @@ def adapter_name(k: int) -> str:
 
 
 @dataclass
+class FusedAdapter:
+    name: str  # the peft adapter of one run
+    parameters: list[torch.nn.Parameter]  # its LoRA matrices and its head copy
+    details: dict[str, Any]  # the method record (`lora.init_details`)
+
+
+@dataclass
 class FusedRun:
     config: Any
-    data: Any
-    poisoned: Any
     training: TrainingSet
-    adapter: str
-    parameters: list[torch.nn.Parameter]
-    details: dict[str, Any]
+    adapter: FusedAdapter
+    data: Any = None
+    poisoned: Any = None
 
 
 def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict[str, Any]]:
@@ -76,9 +81,11 @@ def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict
         progress("load", model=first.model)
     tokenizer, base = experiment.load_model(first, runs_data[0][1])
     try:
-        model, runs = _build(base, tokenizer, runs_data, experiment, runtime)
+        model, adapters = fused_model(base, configs, runtime)
     except CannotFuse:
         return [run(experiment, config, progress=progress).to_dict() for config in configs]
+    runs = [FusedRun(config, experiment.training_set(config, data, poisoned, tokenizer), adapter, data, poisoned)
+            for (config, data, poisoned), adapter in zip(runs_data, adapters)]
 
     stats = optimize_group(model, runs, runtime, progress)
     group = {"size": len(runs), "members": [r.config.run_key() for r in runs],
@@ -86,21 +93,24 @@ def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict
     if progress is not None:
         progress("evaluate")
     documents = []
-    trainable = {id(p) for r in runs for p in r.parameters}
+    trainable = {id(p) for r in runs for p in r.adapter.parameters}
     everything = sum(p.numel() for p in model.parameters())
     others = sum(p.numel() for p in model.parameters() if id(p) in trainable)
     for r, run_stats in zip(runs, stats):
-        model.set_adapter(r.adapter)
-        own = sum(p.numel() for p in r.parameters)
-        prepared = PreparedModel(model, own, everything - others + own, r.details)
+        model.set_adapter(r.adapter.name)
+        own = sum(p.numel() for p in r.adapter.parameters)  # as alone: the base, its adapter, its head copy
+        prepared = PreparedModel(model, own, everything - others + own, r.adapter.details)
         result = evaluate_and_record(experiment, r.config, runtime, r.data, r.poisoned, tokenizer, prepared,
                                      {**run_stats.as_dict(), "fused_group": group})
         documents.append(result.to_dict())
     return documents
 
 
-def _build(base, tokenizer, runs_data, experiment: Experiment, runtime: Runtime):
-    """The base with one LoRA adapter and head copy per run, every dropout routed."""
+def fused_model(base, configs: list, runtime: Runtime):
+    """`base` (a BERT-style sequence classifier) with one peft LoRA adapter and head copy per
+    config, each drawn from that run's seed, its attention and dropouts routed (`routing`);
+    (the peft model on the runtime's device, the adapters in config order). CannotFuse if the
+    model lacks what fusing needs."""
     from peft import get_peft_model
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import (
@@ -123,7 +133,7 @@ def _build(base, tokenizer, runs_data, experiment: Experiment, runtime: Runtime)
     model = None
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        for k, (config, _, _) in enumerate(runs_data):
+        for k, config in enumerate(configs):
             lora = lora_config(LoRASettings.of(config), config.TASK_TYPE)
             if model is None:
                 model = get_peft_model(base, lora, adapter_name=adapter_name(k))
@@ -145,21 +155,20 @@ def _build(base, tokenizer, runs_data, experiment: Experiment, runtime: Runtime)
                 run = _adapter_index(child_name) if module_name.endswith("lora_dropout") else None
                 setattr(module, child_name, RoutedDropout.replacing(child, run))
 
-    runs = []
+    _BertStyle(model)  # CannotFuse unless its forward can be split as packed tokens
+    adapters = []
     named = list(model.named_parameters())
-    for k, (config, data, poisoned) in enumerate(runs_data):
+    for k, config in enumerate(configs):
         name = adapter_name(k)
         details = init_details(model, LoRASettings.of(config), config.seed, name)
         head = [m for m in model.get_submodule(_head_path(model)).modules_to_save[name].modules()
                 if isinstance(m, torch.nn.Linear)]
         draw_head_(head, config.seed, std)
-        parameters = [p for n, p in named if f".{name}." in n]
-        runs.append(FusedRun(config, data, poisoned, experiment.training_set(config, data, poisoned, tokenizer),
-                             name, parameters, details))
-    own = {id(p) for r in runs for p in r.parameters}
+        adapters.append(FusedAdapter(name, [p for n, p in named if f".{name}." in n], details))
+    own = {id(p) for a in adapters for p in a.parameters}
     for _, p in named:
         p.requires_grad_(id(p) in own)
-    return model.to(runtime.device), runs
+    return model.to(runtime.device), adapters
 
 
 def _adapter_index(name: str) -> int:
@@ -184,7 +193,7 @@ def optimize_group(model, runs: list[FusedRun], runtime: Runtime, progress=None)
     max_steps = settings[0].max_steps  # equal within a group (the fusion key)
     orders = [endless_batches([len(f["input_ids"]) for f in r.training.features], s.batch_size,
                               rng_for(s.seed, "batch_order"), s.length_bucketing) for r, s in zip(runs, settings)]
-    optimizers = [adamw(r.parameters, s, runtime) for r, s in zip(runs, settings)]
+    optimizers = [adamw(r.adapter.parameters, s, runtime) for r, s in zip(runs, settings)]
     schedulers = [linear_schedule(o, s) for o, s in zip(optimizers, settings)]
     step_layout = PackedStep.seeded([s.seed for s in settings], runtime.device)
     classifier = _BertStyle(model)
@@ -197,15 +206,15 @@ def optimize_group(model, runs: list[FusedRun], runtime: Runtime, progress=None)
         batches = [r.training.make_batch(next(order)) for r, order in zip(runs, orders)]
         packed = runtime.to_device(step_layout.pack(batches))
         labels = packed.pop("labels")
-        token_adapters = [r.adapter for r, run in zip(runs, step_layout.runs) for _ in range(len(run.real))]
-        row_adapters = [r.adapter for r, run in zip(runs, step_layout.runs) for _ in range(run.rows)]
+        token_adapters = [r.adapter.name for r, run in zip(runs, step_layout.runs) for _ in range(len(run.real))]
+        row_adapters = [r.adapter.name for r, run in zip(runs, step_layout.runs) for _ in range(run.rows)]
         with step_layout.active(), _adapter_rows(model, token_adapters), runtime.autocast():
             logits = classifier(packed, row_adapters)
         losses = [torch.nn.functional.cross_entropy(logits[run.sequences].float(), labels[run.sequences])
                   for run in step_layout.runs]
         torch.stack(losses).sum().backward()  # each run's parameters get only its own loss's gradient
         for k, (run, optimizer, scheduler) in enumerate(zip(runs, optimizers, schedulers)):
-            torch.nn.utils.clip_grad_norm_(run.parameters, settings[k].max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(run.adapter.parameters, settings[k].max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
