@@ -13,6 +13,10 @@ tokens actually computed, N = the non-embedding weights: FF 6·N FLOPs per token
 activation gradients, weight gradients), LoRA 4·N (no weight gradients for the frozen body),
 against the measured fp32 matmul peak on the same threads.
 
+Then the training time of every `specs/cpu/*.yaml` before and after: each "train" run's steps
+at the per-step time measured here for its method, over 2 one-thread workers (evaluation,
+model loading and other kinds' runs left out: an estimate of the part this change touches).
+
 Usage: python benchmarks/train_bound.py [--steps 60] [--threads 1]
 """
 from __future__ import annotations
@@ -20,14 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from ttrlab import RunConfig  # noqa: E402
-from ttrlab import training  # noqa: E402
+from ttrlab import RunConfig, training  # noqa: E402
 from ttrlab.experiment import load_run_data  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
 from ttrlab.models import load_classifier  # noqa: E402
@@ -102,6 +106,29 @@ def main() -> None:
         ratio = tps / (before["real"] / before["seconds"] / args.threads)
         print(f"| {method:6s} | {loop:6s} | {result['seconds']:5.1f} | {tps:19.0f} | {ratio:8.2f}x | {achieved:7.1f} | "
               f"{100 * achieved / peak:11.0f}% | {result['final_loss']:.6f} |")
+
+    step_seconds = {(method, loop): result["seconds"] / args.steps for method, loop, result, _ in rows}
+    print(f"\nTraining time of the CPU specs' train runs at these step times ({args.threads} thread(s) per worker, "
+          "2 workers; evaluation and other kinds not counted):\n")
+    print("| spec | FF runs | LoRA runs | minutes before | minutes after | ratio |")
+    print("|------|--------:|----------:|---------------:|--------------:|------:|")
+    for name, ff, lora, before, after in spec_training_minutes(step_seconds):
+        ratio = f"{before / after:.2f}x" if after else ""
+        print(f"| {name} | {ff} | {lora} | {before:.0f} | {after:.0f} | {ratio} |")
+
+
+def spec_training_minutes(step_seconds: dict[tuple[str, str], float], workers: int = 2) -> list[tuple]:
+    """(spec, FF runs, LoRA runs, minutes before, minutes after) for every specs/cpu/*.yaml."""
+    from ttrlab.sweep.spec import load_spec
+
+    rows = []
+    for path in sorted(Path(__file__).resolve().parent.parent.glob("specs/cpu/*.yaml")):
+        runs = [r for r in load_spec(path).expand().runs if r.kind == "train"]
+        counts = {m: sum(r.config.method == m for r in runs) for m in ("ff", "lora")}
+        minutes = [sum(r.config.max_steps * step_seconds[(r.config.method, loop)] for r in runs
+                       if (r.config.method, loop) in step_seconds) / workers / 60 for loop in ("before", "after")]
+        rows.append((path.name, counts["ff"], counts["lora"], *minutes))
+    return rows
 
 
 if __name__ == "__main__":
