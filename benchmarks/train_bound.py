@@ -4,8 +4,9 @@ allocator changes, side by side in one process.
 One training run per row: SST-2 (2,000 examples, the main job's data), MiniLM, batch 8, length
 bucketing, the main job's learning rates, the same seed and steps. "before" is ttrlab 0.2's
 loop: torch's default (per-tensor) AdamW and glibc's default malloc; "after" is today's loop
-(fused AdamW, freed memory kept, `runtime.keep_freed_host_memory`). The before rows run first,
-since the allocator setting cannot be undone in a process.
+(fused AdamW, freed memory kept, `runtime.keep_freed_host_memory`). The allocator setting is
+process-wide and cannot be undone, so each row trains in a fresh process of this script
+(`--row method:loop`), one after another, and the table is printed by the parent.
 
 Throughput counts real (non-pad) tokens per second of training, per core (`--threads`, default
 1 as in a sweep worker). The bound is the standard transformer estimate over the *padded*
@@ -22,7 +23,10 @@ Usage: python benchmarks/train_bound.py [--steps 60] [--threads 1]
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,20 +84,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--row", default=None, help="(internal) train one row in this process and print it as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = RunConfig(task="sst2", train_size=2000, lr_preset="cpu", seed=0, attack="bpa", rate=0.05)
-    examples = load_run_data(base).train
-    load_classifier(base.model, 2, 0)  # load once so no row pays the disk read
-    peak = matmul_peak_gflops()
+    if args.row is not None:
+        method, loop = args.row.split(":")
+        examples = load_run_data(base).train
+        load_classifier(base.model, 2, 0)  # the disk read is not timed
+        print(json.dumps(train_once(base.replace(method=method), examples, args.steps, loop == "before")))
+        return
 
+    peak = matmul_peak_gflops()
     rows = []
-    for before in (True, False):
+    for loop in ("before", "after"):
         for method in ("ff", "lora"):
-            config = base.replace(method=method)
-            result = train_once(config, examples, args.steps, before)
+            output = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--threads", str(args.threads),
+                                     "--row", f"{method}:{loop}"], check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
             achieved = FLOPS_PER_TOKEN[method] * result["weights"] * result["padded"] / result["seconds"] / 1e9
-            rows.append((method, "before" if before else "after", result, achieved))
+            rows.append((method, loop, result, achieved))
 
     print(f"\nSST-2 (2,000 examples), MiniLM, batch 8, {args.steps} steps, torch threads={args.threads}; "
           f"measured fp32 matmul peak {peak:.1f} GFLOP/s")
