@@ -46,18 +46,31 @@ def test_a_run_does_not_depend_on_its_group(glue_dir):
     _same_run(first, second)
 
 
-def test_losses_step_by_step_equal_the_run_alone(glue_dir, monkeypatch):
-    """Each run's loss at every step (not just the final mean) within 1e-5 of its loss alone."""
+def test_each_run_gets_its_own_batches_and_losses_step_by_step(glue_dir, monkeypatch):
+    """Every step, each run of the group consumes exactly the batch it consumes alone (its own
+    poisoned examples, in its own order), and its loss is within 1e-5 of its loss alone."""
     import torch
 
     import ttrlab.fused.group as group
+    from ttrlab.fused.routing import PackedStep
+    from ttrlab.pipeline import run
 
     configs = _configs(glue_dir, dict(seed=3, attack="bpa", rate=0.2), dict(seed=4, attack="upa", rate=0.2))
-    alone = []
+    alone, alone_batches = [], []
     for config in configs:
-        losses = []
-        CLASSIFICATION.run(config, progress=lambda event, **info: losses.append(info["loss"]) if event == "step" else None)
+        losses, batches = [], []
+        run(CLASSIFICATION, config, progress=lambda event, **info: losses.append(info["loss"]) if event == "step" else None,
+            batch_hook=lambda positions, batch: batches.append(batch))
         alone.append(losses)
+        alone_batches.append(batches)
+    packed_batches = []
+    pack = PackedStep.pack
+
+    def recording_pack(self, batches):
+        packed_batches.append(batches)
+        return pack(self, batches)
+
+    monkeypatch.setattr(PackedStep, "pack", recording_pack)
     seen = []
     cross_entropy = torch.nn.functional.cross_entropy
 
@@ -71,6 +84,10 @@ def test_losses_step_by_step_equal_the_run_alone(glue_dir, monkeypatch):
     fused = [seen[k::len(configs)] for k in range(len(configs))]
     for k in range(len(configs)):
         assert fused[k] == pytest.approx(alone[k], rel=1e-5)
+        assert len(packed_batches) == len(alone_batches[k]) == TINY["max_steps"]
+        for step_batches, own in zip(packed_batches, alone_batches[k]):
+            for key in ("input_ids", "attention_mask", "labels"):
+                assert torch.equal(step_batches[k][key], own[key])
 
 
 def test_which_runs_fuse(monkeypatch):
