@@ -124,3 +124,11 @@ def test_a_sweep_stores_the_same_results_fused_or_not(glue_dir, tmp_path, monkey
         assert run["metrics"] == stored[False][key]["metrics"]
         assert run["result"]["train"]["fused_group"]["size"] == 4
         assert "fused_group" not in stored[False][key]["result"]["train"]
+
+
+def test_fp16_runs_scale_their_own_loss(glue_dir):
+    """fp16 (autocast + a GradScaler per run) fused equals fp16 alone."""
+    configs = _configs(glue_dir, dict(seed=0, attack="bpa", rate=0.1, precision="fp16", device="cpu", max_steps=3),
+                       dict(seed=1, attack="upa", rate=0.2, precision="fp16", device="cpu", max_steps=3))
+    for fused, config in zip(run_group(CLASSIFICATION, configs), configs):
+        _same_run(fused, CLASSIFICATION.run(config))

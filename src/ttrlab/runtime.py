@@ -123,9 +123,10 @@ class Runtime:
     def fusing_pays(self) -> bool:
         """Whether training K adapter runs as one fused group (`ttrlab.fused`) is worth it here.
         Not on a CPU: its matmuls already run at their peak at batch 8 (MiniLM shapes on this
-        workplace's 2-core EPYC: 107 GFLOP/s at 110 rows, 106 at 900), and a fused group of 8
-        LoRA runs trained 1.01x as fast as the 8 alone (4: 1.12x on 2 threads, 0.81x on one).
-        On a GPU a batch-8 step leaves most of the chip idle."""
+        workplace's 2-core EPYC: 107 GFLOP/s at 110 rows, 106 at 900), and fused groups of
+        K = 1, 2, 4, 8 LoRA runs trained 0.83-1.05x as fast as the same runs alone
+        (benchmarks/fused_lora.py). On a GPU a batch-8 step leaves most of the chip idle (not
+        yet measured: no GPU was lent to the session that built it)."""
         return self.type != "cpu"
 
     def prepare_for_training(self) -> None:

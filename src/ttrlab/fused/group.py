@@ -195,6 +195,7 @@ def optimize_group(model, runs: list[FusedRun], runtime: Runtime, progress=None)
                               rng_for(s.seed, "batch_order"), s.length_bucketing) for r, s in zip(runs, settings)]
     optimizers = [adamw(r.adapter.parameters, s, runtime) for r, s in zip(runs, settings)]
     schedulers = [linear_schedule(o, s) for o, s in zip(optimizers, settings)]
+    scalers = [runtime.grad_scaler() for _ in runs]  # fp16: each run scales its own loss
     step_layout = PackedStep.seeded([s.seed for s in settings], runtime.device)
     classifier = _BertStyle(model)
     recent: list[list[float]] = [[] for _ in runs]
@@ -212,10 +213,17 @@ def optimize_group(model, runs: list[FusedRun], runtime: Runtime, progress=None)
             logits = classifier(packed, row_adapters)
         losses = [torch.nn.functional.cross_entropy(logits[run.sequences].float(), labels[run.sequences])
                   for run in step_layout.runs]
-        torch.stack(losses).sum().backward()  # each run's parameters get only its own loss's gradient
-        for k, (run, optimizer, scheduler) in enumerate(zip(runs, optimizers, schedulers)):
+        scaled = [loss if scaler is None else scaler.scale(loss) for loss, scaler in zip(losses, scalers)]
+        torch.stack(scaled).sum().backward()  # each run's parameters get only its own loss's gradient
+        for k, (run, optimizer, scheduler, scaler) in enumerate(zip(runs, optimizers, schedulers, scalers)):
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(run.adapter.parameters, settings[k].max_grad_norm)
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             tokens[k] += int(batches[k]["attention_mask"].sum())
