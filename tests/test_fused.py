@@ -14,7 +14,7 @@ TINY = dict(task="sst2", model="minilm", method="lora", train_size=96, eval_size
 
 
 def _configs(glue_dir, *variants):
-    return [RunConfig(**TINY, data_dir=str(glue_dir), **variant) for variant in variants]
+    return [RunConfig(**{**TINY, **variant}, data_dir=str(glue_dir)) for variant in variants]
 
 
 def _same_run(fused, alone):
@@ -128,7 +128,7 @@ def test_a_sweep_stores_the_same_results_fused_or_not(glue_dir, tmp_path, monkey
 
 def test_fp16_runs_scale_their_own_loss(glue_dir):
     """fp16 (autocast + a GradScaler per run) fused equals fp16 alone."""
-    configs = _configs(glue_dir, dict(seed=0, attack="bpa", rate=0.1, precision="fp16", device="cpu", max_steps=3),
-                       dict(seed=1, attack="upa", rate=0.2, precision="fp16", device="cpu", max_steps=3))
+    configs = _configs(glue_dir, dict(seed=0, attack="bpa", rate=0.1, precision="fp16", device="cpu", max_steps=2, eval_size=16),
+                       dict(seed=1, attack="upa", rate=0.2, precision="fp16", device="cpu", max_steps=2, eval_size=16))
     for fused, config in zip(run_group(CLASSIFICATION, configs), configs):
         _same_run(fused, CLASSIFICATION.run(config))
