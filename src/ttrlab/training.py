@@ -200,6 +200,22 @@ def linear_schedule(optimizer: torch.optim.Optimizer, settings: OptimSettings):
     return get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * steps), max(steps, 1))
 
 
+def apply_update(parameters: list[torch.nn.Parameter], optimizer, scheduler, scaler, max_grad_norm: float) -> None:
+    """One optimizer step after the backward pass: unscale the gradients (fp16's `scaler`,
+    None otherwise), clip them, step AdamW (skipped by the scaler on inf/nan) and the schedule,
+    clear the gradients."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def optimize(
     model: torch.nn.Module,
     training: TrainingSet,
@@ -236,19 +252,8 @@ def optimize(
             batch_hook(positions, batch)
         with runtime.autocast():
             loss = model(**runtime.to_device(batch)).loss
-        if scaler is None:
-            loss.backward()
-        else:  # fp16: scale the loss, unscale before clipping
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-        if scaler is None:
-            optimizer.step()
-        else:
-            scaler.step(optimizer)
-            scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        apply_update(parameters, optimizer, scheduler, scaler, settings.max_grad_norm)
         step += 1
         tokens += int(batch["attention_mask"].sum())
         padded += batch["attention_mask"].numel()

@@ -33,6 +33,7 @@ from ttrlab.training import (
     TrainingSet,
     TrainStats,
     adamw,
+    apply_update,
     endless_batches,
     linear_schedule,
 )
@@ -216,16 +217,7 @@ def optimize_group(model, runs: list[FusedRun], runtime: Runtime, progress=None)
         scaled = [loss if scaler is None else scaler.scale(loss) for loss, scaler in zip(losses, scalers)]
         torch.stack(scaled).sum().backward()  # each run's parameters get only its own loss's gradient
         for k, (run, optimizer, scheduler, scaler) in enumerate(zip(runs, optimizers, schedulers, scalers)):
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(run.adapter.parameters, settings[k].max_grad_norm)
-            if scaler is None:
-                optimizer.step()
-            else:
-                scaler.step(optimizer)
-                scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            apply_update(run.adapter.parameters, optimizer, scheduler, scaler, settings[k].max_grad_norm)
             tokens[k] += int(batches[k]["attention_mask"].sum())
             padded[k] += batches[k]["attention_mask"].numel()
             recent[k] = (recent[k] + [losses[k].item()])[-50:]
