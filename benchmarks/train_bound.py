@@ -2,7 +2,7 @@
 allocator changes, side by side in one process.
 
 One training run per row: SST-2 (2,000 examples, the main job's data), MiniLM, batch 8, length
-bucketing, the main job's learning rates, the same seed and steps. "before" is ttrlab 0.2's
+bucketing, the main job's learning rates, the same seed and steps. "before" is the loop before
 loop: torch's default (per-tensor) AdamW and glibc's default malloc; "after" is today's loop
 (fused AdamW, freed memory kept, `runtime.keep_freed_host_memory`). The allocator setting is
 process-wide and cannot be undone, so each row trains in a fresh process of this script
@@ -68,7 +68,7 @@ def train_once(config: RunConfig, examples, steps: int, before: bool) -> dict:
     weights = non_embedding_weights(prepared)
     data = training.classification_training_set(tokenizer, examples, config.max_length)
     saved = training.adamw, Runtime.prepare_for_training
-    if before:  # ttrlab 0.2: torch's default AdamW, the allocator as glibc sets it
+    if before:  # the loop before: torch's default AdamW, the allocator as glibc sets it
         training.adamw = lambda parameters, settings, runtime: torch.optim.AdamW(
             parameters, lr=settings.learning_rate(), weight_decay=settings.weight_decay)
         Runtime.prepare_for_training = lambda self: None
