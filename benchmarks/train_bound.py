@@ -2,8 +2,8 @@
 allocator changes, side by side in one process.
 
 One training run per row: SST-2 (2,000 examples, the main job's data), MiniLM, batch 8, length
-bucketing, the main job's learning rates, the same seed and steps. "before" is the loop before
-loop: torch's default (per-tensor) AdamW and glibc's default malloc; "after" is today's loop
+bucketing, the main job's learning rates, the same seed and steps. "before" is the loop as it
+was: torch's default (per-tensor) AdamW and glibc's default malloc; "after" is today's loop
 (fused AdamW, freed memory kept, `runtime.keep_freed_host_memory`). The allocator setting is
 process-wide and cannot be undone, so each row trains in a fresh process of this script
 (`--row method:loop`), one after another, and the table is printed by the parent.
