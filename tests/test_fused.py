@@ -6,7 +6,7 @@ import pytest
 from ttrlab import RunConfig
 from ttrlab.experiment import CLASSIFICATION
 from ttrlab.fused import run_group
-from ttrlab.runtime import Runtime
+from ttrlab.runtime import FUSING_PAYS
 
 pytestmark = pytest.mark.slow
 TINY = dict(task="sst2", model="minilm", method="lora", train_size=96, eval_size=48, max_steps=6, batch_size=8,
@@ -92,8 +92,11 @@ def test_each_run_gets_its_own_batches_and_losses_step_by_step(glue_dir, monkeyp
 
 def test_which_runs_fuse(monkeypatch):
     base = RunConfig(task="sst2", method="lora", device="cpu")
-    assert CLASSIFICATION.fusion_key(base) is None  # fusing does not pay on a CPU (Runtime.fusing_pays)
-    monkeypatch.setattr(Runtime, "fusing_pays", property(lambda self: True))
+    assert CLASSIFICATION.fusion_key(base) is None  # fusing does not pay on a CPU (Runtime.fusing_pays_on)
+    # decided from the device's name: a driver without the GPU (sending runs to Ray) fuses them
+    gpu = CLASSIFICATION.fusion_key(base.replace(device="cuda:1"))
+    assert gpu is not None and gpu == CLASSIFICATION.fusion_key(base.replace(device="cuda:1", seed=9))
+    monkeypatch.setitem(FUSING_PAYS, "cpu", True)
     key = CLASSIFICATION.fusion_key(base)
     assert key is not None
     for differs_only_per_run in (dict(seed=3), dict(attack="upa", rate=0.3), dict(rank=64, alpha=8), dict(lr=1e-4),
@@ -105,11 +108,11 @@ def test_which_runs_fuse(monkeypatch):
 
 
 def test_a_sweep_stores_the_same_results_fused_or_not(glue_dir, tmp_path, monkeypatch):
-    """Inline executor (this process, so the patched `fusing_pays` holds): two LoRA runs fused
+    """Inline executor (this process, so the patched FUSING_PAYS holds): two LoRA runs fused
     into one unit, and the same spec with --fuse off, store the same metrics."""
     from ttrlab.sweep import ResultStore, run_sweep
 
-    monkeypatch.setattr(Runtime, "fusing_pays", property(lambda self: True))
+    monkeypatch.setitem(FUSING_PAYS, "cpu", True)
     spec = {"name": "fused", "base": {**TINY, "max_steps": 4, "data_dir": str(glue_dir), "attack": "bpa"},
             "seeds": [0, 1], "axes": {"rate": [0.0, 0.2]}}
     stored = {}

@@ -55,7 +55,7 @@ class ClassificationExperiment(Experiment):
         from ttrlab.methods import METHODS
         from ttrlab.runtime import Runtime
 
-        if not METHODS.get(config.method).trains_fused or not Runtime.resolve(config.device, config.precision).fusing_pays:
+        if not METHODS.get(config.method).trains_fused or not Runtime.fusing_pays_on(config.device):
             return None
         values = config.to_dict()
         return "|".join(f"{name}={values.get(name)!r}" for name in self.FUSION_SHARED)

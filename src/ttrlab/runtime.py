@@ -119,15 +119,18 @@ class Runtime:
         of a dozen per tensor (same update, round-off aside)."""
         return self.type in FUSED_OPTIMIZER_DEVICES
 
-    @property
-    def fusing_pays(self) -> bool:
-        """Whether training K adapter runs as one fused group (`ttrlab.fused`) is worth it here.
-        Not on a CPU: its matmuls already run at their peak at batch 8 (MiniLM shapes on this
-        workplace's 2-core EPYC: 107 GFLOP/s at 110 rows, 106 at 900), and fused groups of
+    @classmethod
+    def fusing_pays_on(cls, device: str) -> bool:
+        """Whether training K adapter runs as one fused group (`ttrlab.fused`) is worth it on
+        `device`, judged from its name so that a sweep driver without that device (sending runs
+        to a Ray cluster) decides the same; only `auto` is resolved here. Not on a CPU: its
+        matmuls already run at their peak at batch 8 (MiniLM shapes on this workplace's
+        2-core EPYC: 107 GFLOP/s at 110 rows, 106 at 900), and fused groups of
         K = 1, 2, 4, 8 LoRA runs trained 0.83-1.05x as fast as the same runs alone
         (benchmarks/fused_lora.py). On a GPU a batch-8 step leaves most of the chip idle (not
         yet measured: no GPU was lent to the session that built it)."""
-        return self.type != "cpu"
+        kind = cls.resolve(device).type if device == "auto" else device.split(":")[0]
+        return FUSING_PAYS[kind]
 
     def prepare_for_training(self) -> None:
         """Process-wide tuning before a training loop: on the CPU, keep freed memory (below)."""
@@ -152,6 +155,7 @@ class Runtime:
 
 
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda", "mps")
+FUSING_PAYS = {"cpu": False, "cuda": True, "mps": True}  # see Runtime.fusing_pays_on
 _GLIBC_M_TRIM_THRESHOLD, _GLIBC_M_MMAP_MAX = -1, -4
 _kept_freed_memory = False
 
