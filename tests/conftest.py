@@ -42,6 +42,22 @@ def _write(path: Path, header: str, rows: list[str]) -> None:
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
 
 
+def install_plugin_kind(tmp_path: Path, monkeypatch, module: str, source: str) -> Path:
+    """Write a test-only run kind as module `module` into tmp_path and load it through
+    TTRLAB_PLUGINS, the way a user adds a kind, so it reaches spawned workers, Ray workers and
+    CLI subprocesses too. Returns the folder holding the module."""
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("TTRLAB_PLUGINS", module)
+    from ttrlab.sweep.kinds import load_plugins
+
+    load_plugins()
+    return plugin_dir
+
+
 def require_data(path: Path, what: str = "shared data") -> None:
     """Skip the calling test when `path` is not a folder; fail it instead under TTRLAB_REQUIRE_DATA=1."""
     if path.is_dir():

@@ -15,6 +15,7 @@ from collections import Counter
 
 import pytest
 import yaml
+from conftest import install_plugin_kind
 
 from ttrlab.sweep.groups import even_chunks, kind_fusion_key, unit_label, work_units
 from ttrlab.sweep.spec import PlannedRun
@@ -77,17 +78,9 @@ FUSY_KIND = textwrap.dedent('''
 @pytest.fixture
 def fusy(tmp_path, monkeypatch):
     """Make the 'fusy' kind importable here, in spawned workers and in subprocesses; its log file."""
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "fusy_kind.py").write_text(FUSY_KIND)
-    monkeypatch.syspath_prepend(str(plugin_dir))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("TTRLAB_PLUGINS", "fusy_kind")
     log = tmp_path / "computed.jsonl"
     monkeypatch.setenv("FUSY_LOG", str(log))
-    from ttrlab.sweep.kinds import load_plugins
-
-    load_plugins()
+    install_plugin_kind(tmp_path, monkeypatch, "fusy_kind", FUSY_KIND)
     return log
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import install_plugin_kind
 
 SLEEPY_KIND = textwrap.dedent('''
     import hashlib, json, os, time
@@ -59,16 +60,7 @@ SLEEPY_KIND = textwrap.dedent('''
 @pytest.fixture
 def sleepy(tmp_path, monkeypatch):
     """Make the 'sleepy' kind importable here, in spawned workers and in subprocesses."""
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "sleepy_kind.py").write_text(SLEEPY_KIND)
-    monkeypatch.syspath_prepend(str(plugin_dir))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("TTRLAB_PLUGINS", "sleepy_kind")
-    from ttrlab.sweep.kinds import load_plugins
-
-    load_plugins()
-    return plugin_dir
+    return install_plugin_kind(tmp_path, monkeypatch, "sleepy_kind", SLEEPY_KIND)
 
 
 def sleepy_spec(path: Path, xs, seconds=0.05, seeds=(0, 1), **extra) -> Path:
