@@ -135,3 +135,16 @@ def test_fp16_runs_scale_their_own_loss(glue_dir):
                        dict(seed=1, attack="upa", rate=0.2, precision="fp16", device="cpu", max_steps=2, eval_size=16))
     for fused, config in zip(run_group(CLASSIFICATION, configs), configs):
         _same_run(fused, CLASSIFICATION.run(config))
+
+
+def test_a_model_that_cannot_fuse_trains_its_runs_alone(glue_dir, monkeypatch):
+    import ttrlab.fused.group as group
+
+    def cannot(*args, **kwargs):
+        raise group.CannotFuse("test")
+
+    monkeypatch.setattr(group, "fused_model", cannot)
+    configs = _configs(glue_dir, dict(seed=0, attack="bpa", rate=0.1, max_steps=2), dict(seed=1, attack="upa", rate=0.2, max_steps=2))
+    for document, config in zip(run_group(CLASSIFICATION, configs), configs):
+        assert "fused_group" not in document["train"]
+        _same_run(document, CLASSIFICATION.run(config))

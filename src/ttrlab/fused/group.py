@@ -27,6 +27,7 @@ import torch
 from ttrlab.fused.routing import ATTENTION, PackedStep, RoutedDropout, routed_attention
 from ttrlab.methods.base import PreparedModel
 from ttrlab.pipeline import Experiment, evaluate_and_record
+from ttrlab.pipeline import run as run_alone
 from ttrlab.runtime import Runtime
 from ttrlab.streams import rng_for
 from ttrlab.training import (
@@ -68,8 +69,6 @@ class FusedRun:
 def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict[str, Any]]:
     """The result documents of `configs`, trained together. A model that cannot be fused trains
     each run alone instead (same results, no speed-up)."""
-    from ttrlab.pipeline import run
-
     for config in configs:
         config.validate()
     first = configs[0]
@@ -84,7 +83,7 @@ def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict
     try:
         model, adapters = fused_model(base, configs, runtime)
     except CannotFuse:
-        return [run(experiment, config, progress=progress).to_dict() for config in configs]
+        return [run_alone(experiment, config, progress=progress, data=data).to_dict() for config, data, _ in runs_data]
     runs = [FusedRun(config, experiment.training_set(config, data, poisoned, tokenizer), adapter, data, poisoned)
             for (config, data, poisoned), adapter in zip(runs_data, adapters)]
 
