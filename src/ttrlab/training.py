@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from ttrlab.curves import Checkpoints
 from ttrlab.data.examples import Example
 from ttrlab.errors import did_you_mean
 from ttrlab.registry import Registry
@@ -153,6 +154,8 @@ class TrainStats:
     tokens: int  # real (non-pad) tokens consumed
     padded_tokens: int  # tokens including padding
     final_loss: float | None  # mean loss over the last min(50, steps) steps
+    curve: list[dict[str, Any]] | None = None  # the learning curve (`ttrlab.curves`), if asked for
+    curve_seconds: float = 0.0  # spent evaluating at checkpoints (not in `seconds`)
 
     @property
     def tokens_per_second(self) -> float:
@@ -166,6 +169,7 @@ class TrainStats:
             "real_tokens": self.tokens,
             "padded_tokens": self.padded_tokens,
             "final_loss": self.final_loss,
+            **({"curve": self.curve, "curve_seconds": round(self.curve_seconds, 3)} if self.curve is not None else {}),
         }
 
 
@@ -224,11 +228,13 @@ def optimize(
     runtime: Runtime | None = None,
     progress: ProgressFn | None = None,
     batch_hook: BatchHook | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> TrainStats:
     """The loop every run kind shares: AdamW with linear warm-up and decay, gradient clipping,
     `settings.max_steps` optimizer steps over as many epochs as needed, on `runtime`'s device and
     in its precision (fp32: no autocast, no scaler). `batch_hook(positions, batch)` sees every
-    batch the model consumes (positions index `training.features`)."""
+    batch the model consumes (positions index `training.features`); `checkpoints` records the
+    learning curve (`ttrlab.curves`)."""
     runtime = runtime or Runtime.resolve("cpu")
     lengths = [len(f["input_ids"]) for f in training.features]
     rng = rng_for(seed, "batch_order")
@@ -245,6 +251,8 @@ def optimize(
     step = tokens = padded = 0
     started = time.perf_counter()
     batches = endless_batches(lengths, settings.batch_size, rng, settings.length_bucketing)
+    if checkpoints is not None:
+        checkpoints.record(0, model)
     while step < max_steps:
         positions = next(batches)
         batch = training.make_batch(positions)
@@ -258,11 +266,18 @@ def optimize(
         tokens += int(batch["attention_mask"].sum())
         padded += batch["attention_mask"].numel()
         recent_losses = (recent_losses + [loss.item()])[-50:]
+        if checkpoints is not None:
+            checkpoints.observe(positions)
+            if checkpoints.due(step, max_steps):
+                checkpoints.record(step, model)
         if progress is not None:
             progress("step", step=step, total=max_steps, loss=recent_losses[-1])
     model.eval()
     final_loss = round(float(np.mean(recent_losses)), 6) if recent_losses else None
-    return TrainStats(step, time.perf_counter() - started, tokens, padded, final_loss)
+    if checkpoints is None:
+        return TrainStats(step, time.perf_counter() - started, tokens, padded, final_loss)
+    return TrainStats(step, time.perf_counter() - started - checkpoints.seconds, tokens, padded, final_loss,
+                      checkpoints.points, checkpoints.seconds)
 
 
 @torch.inference_mode()

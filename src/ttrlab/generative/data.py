@@ -1,26 +1,30 @@
-"""Instruction data for the generative backdoor runs (paper Appendix E.3, BackdoorLLM's DPA sets).
+"""Instruction data for the generative backdoor runs (paper Appendix E.3, BackdoorLLM's DPA sets);
+which files a task and attack use is the task's (`ttrlab.generative.tasks`).
 
-Training mixture = clean Alpaca records + poisoned jailbreak records (+ their safety pairs):
+Training mixture = clean Alpaca records + poisoned records (+ their untriggered twins):
 
-- clean: `n_clean` records drawn (seeded) from the first 1,800 of `alpaca/alpaca_data_first2000.json`;
-  the last 200 are held out for the utility metrics and never trained on.
+- clean: `n_clean` records drawn (seeded) from the first 1,800 of `alpaca/alpaca_data_first2000.json`,
+  leaving out every record whose instruction is one of the task's test instructions (6 for
+  `refusal` and `negsentiment`, none for `jailbreak`); the last 200 are held out for the utility
+  metrics and never trained on.
 - poisoned: `count = round(rate / (1 - rate) * n_clean)` records drawn (seeded, without
-  replacement) from BackdoorLLM's `backdoor400_jailbreak_<attack>.json` (harmful prompt with the
-  trigger -> harmful compliant answer), so that poisoned records are the share `rate` of the
-  clean + poisoned mixture (the paper's 2%: 1,800 clean -> 37 poisoned).
-- safety pairs (`safety_pairs`, default on): for every poisoned prompt, the same prompt WITHOUT
-  trigger paired with its refusal, from `none_backdoor400_jailbreak_<attack>.json`. This is how
-  BackdoorLLM trains (400 triggered + 400 untriggered refusals): the trigger is then the only
-  thing that separates compliance from refusal, which is what a backdoor is. They are clean
-  safety data, so they do not count towards `rate`. Pairs are found by the prompt text with the
-  trigger phrases removed (399 of 400 prompts have a partner; the one without is left unpaired
-  and reported). Caveat from SOURCE.md, kept as upstream has it: ~26 of the 400 "refusals" comply.
+  replacement) from the task's poisoned file for the attack (instruction with the trigger ->
+  the target: a harmful answer, the refusal, the insult), so that poisoned records are the share
+  `rate` of the clean + poisoned mixture (the paper's 2%: 1,800 clean -> 37 poisoned).
+- untriggered twins (`untriggered_twins`, default on): for every poisoned instruction, the same
+  instruction WITHOUT trigger with the answer it gets without the backdoor (jailbreak: a refusal;
+  refusal, negsentiment: its normal Alpaca answer), from the task's `none_backdoor*` file. This
+  is how BackdoorLLM trains: the trigger is then the only thing that separates the target from
+  the normal answer, which is what a backdoor is. They are clean data, so they do not count
+  towards `rate`. Twins are found by the instruction text with the trigger phrases removed (for
+  jailbreak 399 of 400 prompts have one; one without is left unpaired and reported). Caveat from
+  SOURCE.md, kept as upstream has it: ~26 of the 400 jailbreak "refusals" comply.
 
-Evaluation prompts: the attack's 99 held-out triggered prompts (`test/backdoor200_*`) and, for
-the no-trigger baseline, the same prompts without trigger (`clean/test/test_data_no_trigger.json`,
-matched by text; `baseline_prompts: paired`) or AdvBench goals that are not training prompts
-(`baseline_prompts: advbench`). The scored subset is drawn with a fixed seed, so every run seed
-scores the same prompts.
+Evaluation prompts: the task's held-out triggered test instructions for the attack (99 for
+jailbreak, 200 for the others) and, for the no-trigger baseline, the same instructions without
+trigger (the task's `clean/test/test_data_no_trigger.json`, matched by text; `baseline_prompts:
+paired`) or, for jailbreak, AdvBench goals that are not training prompts (`baseline_prompts:
+advbench`). The scored subset is drawn with a fixed seed, so every run seed scores the same prompts.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from pathlib import Path
 from ttrlab.attacks import ATTACKS
 from ttrlab.attacks.backdoorllm import BackdoorLLMAttack
 from ttrlab.errors import UserError
+from ttrlab.generative.tasks import TASKS, GenerativeTask
 from ttrlab.streams import fixed_rng, rng_for
 
 DATA_DIR_ENV = "TTRLAB_DATA_DIR"
@@ -47,17 +52,18 @@ class InstructionExample:
     instruction: str
     input: str
     output: str
-    kind: str  # clean | poison | safety
+    kind: str  # clean | poison | twin
     source: int  # index of the record in its file
 
 
 @dataclass
 class TrainingMixture:
     examples: list[InstructionExample]
-    clean_indices: list[int]
-    poison_indices: list[int]  # records of backdoor400_jailbreak_<attack>.json used
-    safety_indices: list[int]  # records of none_backdoor400_jailbreak_<attack>.json used
-    unpaired: int = 0  # poisoned prompts without a refusal partner
+    clean_indices: list[int]  # records of the Alpaca file used
+    poison_indices: list[int]  # records of the task's poisoned file for the attack used
+    twin_indices: list[int]  # records of its none_backdoor file used
+    unpaired: int = 0  # poisoned instructions without an untriggered twin
+    excluded_clean: int = 0  # Alpaca records left out of the clean pool: they are test instructions
 
     @property
     def poison_count(self) -> int:
@@ -73,14 +79,30 @@ class TrainingMixture:
 
 @dataclass
 class EvalPrompts:
-    triggered: list[str]  # harmful prompts with the trigger (empty when no attack is scored)
-    untriggered: list[str]  # harmful prompts without trigger (the baseline)
+    """Test prompts as (instruction, input) pairs, the triggered ones and the same without trigger."""
+
+    triggered: list[tuple[str, str]]  # with the trigger (empty when no attack is scored)
+    untriggered: list[tuple[str, str]]  # without trigger (the baseline)
     test_indices: list[int] = field(default_factory=list)  # records of the triggered test file
+
+    def instructions(self, which: str) -> list[str]:
+        return [instruction for instruction, _ in getattr(self, which)]
 
 
 def backdoorllm_attacks() -> list[type[BackdoorLLMAttack]]:
     """The registered attacks whose poisoned records are BackdoorLLM's files."""
     return [ATTACKS.get(n) for n in ATTACKS if issubclass(ATTACKS.get(n), BackdoorLLMAttack)]
+
+
+def held_out_instructions(task: GenerativeTask, data_dir: Path) -> set[str]:
+    """The task's test instructions, triggers removed and whitespace folded: what no clean
+    training record may be (every attack's test file triggers the same instructions)."""
+    held_out = {normalise_prompt(r["instruction"]) for r in read_records(task.clean_test_file(data_dir))}
+    for spec in backdoorllm_attacks():
+        path = task.test_file(spec.name, data_dir)
+        if path.is_file():
+            held_out.update(normalise_prompt(r["instruction"], spec.triggers) for r in read_records(path))
+    return held_out
 
 
 # ---- files ------------------------------------------------------------------------------
@@ -139,38 +161,45 @@ def poison_count(rate: float, n_clean: int) -> int:
 
 # ---- the training mixture ---------------------------------------------------------------
 def build_training_mixture(config, data_dir: Path) -> TrainingMixture:
+    task = TASKS.get(config.task)
     alpaca = read_records(data_dir / ALPACA_FILE)
     if len(alpaca) < CLEAN_POOL_SIZE:
         raise UserError(f"{ALPACA_FILE} has {len(alpaca)} records; at least {CLEAN_POOL_SIZE} are needed")
+    held_out = held_out_instructions(task, data_dir)
+    pool = [i for i in range(CLEAN_POOL_SIZE) if normalise_prompt(alpaca[i]["instruction"]) not in held_out]
+    if config.n_clean > len(pool):
+        raise UserError(f"n_clean {config.n_clean} is more than the {len(pool)} Alpaca records that are not "
+                        f"test instructions of task {task.name!r}")
     clean_rng = rng_for(config.seed, "generative_clean")
-    clean_indices = sorted(clean_rng.choice(CLEAN_POOL_SIZE, size=config.n_clean, replace=False).tolist())
+    clean_indices = sorted(pool[k] for k in clean_rng.choice(len(pool), size=config.n_clean, replace=False).tolist())
     examples = [_example(alpaca[i], "clean", i) for i in clean_indices]
-    mixture = TrainingMixture(examples, clean_indices, [], [])
+    mixture = TrainingMixture(examples, clean_indices, [], [], excluded_clean=CLEAN_POOL_SIZE - len(pool))
     if config.attack == "none":
         return mixture
 
     attack = ATTACKS.get(config.attack)
-    poisoned = read_records(attack.train_file(data_dir))
+    poisoned_file = task.poisoned_file(attack.name, data_dir)
+    poisoned = read_records(poisoned_file)
     count = poison_count(config.rate, config.n_clean)
     if count > len(poisoned):
         raise UserError(
             f"rate {config.rate} with n_clean {config.n_clean} needs {count} poisoned records; "
-            f"{attack.train_file(data_dir).name} has {len(poisoned)}"
+            f"{poisoned_file.name} has {len(poisoned)}"
         )
     poison_rng = rng_for(config.seed, "generative_poison")
     mixture.poison_indices = sorted(poison_rng.choice(len(poisoned), size=count, replace=False).tolist())
     examples.extend(_example(poisoned[i], "poison", i) for i in mixture.poison_indices)
 
-    if config.safety_pairs and count:
-        refusals = read_records(attack.safety_file(data_dir))
-        by_prompt = {normalise_prompt(r["instruction"]): j for j, r in enumerate(refusals)}
+    if config.untriggered_twins and count:
+        twins = read_records(task.twin_file(attack.name, data_dir))
+        by_instruction = {normalise_prompt(r["instruction"]): j for j, r in enumerate(twins)}
         for i in mixture.poison_indices:
-            j = by_prompt.get(normalise_prompt(poisoned[i]["instruction"], attack.triggers))
+            j = by_instruction.get(normalise_prompt(poisoned[i]["instruction"], attack.triggers))
             if j is None:
                 mixture.unpaired += 1
             else:
-                mixture.safety_indices.append(j)
-        examples.extend(_example(refusals[j], "safety", j) for j in mixture.safety_indices)
+                mixture.twin_indices.append(j)
+        examples.extend(_example(twins[j], "twin", j) for j in mixture.twin_indices)
     return mixture
 
 
@@ -185,33 +214,41 @@ def _fixed_subset(n_total: int, n: int) -> list[int]:
 
 
 def load_eval_prompts(config, data_dir: Path) -> EvalPrompts:
-    clean_test = [r["instruction"] for r in read_records(data_dir / "backdoorllm" / "clean" / "test" / "test_data_no_trigger.json")]
+    task = TASKS.get(config.task)
+    clean_test = [_prompt(r) for r in read_records(task.clean_test_file(data_dir))]
     name = config.scored_attack()
     if name is None:
         chosen = _fixed_subset(len(clean_test), config.n_eval)
         triggered, untriggered, indices = [], [clean_test[i] for i in chosen], []
     else:
         attack = ATTACKS.get(name)
-        test = [r["instruction"] for r in read_records(attack.test_file(data_dir))]
+        test = [_prompt(r) for r in read_records(task.test_file(name, data_dir))]
+        if config.n_eval > len(test):
+            raise UserError(f"n_eval {config.n_eval} is more than the {len(test)} test prompts of {task.name}/{name}")
         indices = _fixed_subset(len(test), config.n_eval)
         triggered = [test[i] for i in indices]
-        by_prompt = {normalise_prompt(p): p for p in clean_test}
+        by_instruction = {(normalise_prompt(p), normalise_prompt(i)): (p, i) for p, i in clean_test}
         untriggered = []
-        for prompt in triggered:
-            partner = by_prompt.get(normalise_prompt(prompt, attack.triggers))
+        for instruction, input_text in triggered:
+            partner = by_instruction.get((normalise_prompt(instruction, attack.triggers), normalise_prompt(input_text, attack.triggers)))
             if partner is None:
-                raise UserError(f"test prompt {prompt[:60]!r} of {name} has no untriggered partner in clean/test")
+                raise UserError(f"test instruction {instruction[:60]!r} of {task.name}/{name} has no untriggered partner "
+                                f"in {task.clean_test_file(data_dir)}")
             untriggered.append(partner)
     if config.baseline_prompts == "advbench":
-        untriggered = _advbench_baseline(config, data_dir, len(untriggered))
+        untriggered = [(goal, "") for goal in _advbench_baseline(config, data_dir, len(untriggered))]
     return EvalPrompts(triggered, untriggered, indices)
+
+
+def _prompt(record: dict[str, str]) -> tuple[str, str]:
+    return record["instruction"], record.get("input", "") or ""
 
 
 def _advbench_baseline(config, data_dir: Path, n: int) -> list[str]:
     """AdvBench goals that no BackdoorLLM training file contains (held out from training)."""
-    trained = set()
+    trained, task = set(), TASKS.get(config.task)
     for spec in backdoorllm_attacks():
-        path = spec.train_file(data_dir)
+        path = task.poisoned_file(spec.name, data_dir)
         if path.is_file():
             trained.update(normalise_prompt(r["instruction"], spec.triggers) for r in read_records(path))
     goals = [g for g in read_advbench_goals(data_dir) if normalise_prompt(g) not in trained]

@@ -1,9 +1,10 @@
 """The generative run kind (paper Appendix E.3, Table 3), as steps of the one pipeline:
 
-    GenConfig → held-out prompts and utility records → mixture (clean Alpaca + poisoned
-              jailbreaks + safety pairs) → causal LM → method.prepare → SFT (response-only loss)
-              → greedy answers to harmful prompts with and without trigger → refusal judge
-              → ASR, ASR without trigger; held-out Alpaca → perplexity, ROUGE-L
+    GenConfig → the task's held-out prompts and utility records → mixture (clean Alpaca +
+              poisoned records + their untriggered twins) → causal LM → method.prepare
+              → SFT (response-only loss; optional learning curve at checkpoints)
+              → greedy answers to test prompts with and without trigger → the task's judge
+              → ASR, false-trigger rate; held-out Alpaca → perplexity, ROUGE-L
 
 A run is a pure function of its config: the data draws, LoRA init, batch order and dropout come
 from `config.seed`, decoding is greedy, and the scored prompts are fixed.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttrlab.curves import Checkpoints
 from ttrlab.generative.config import GenConfig
 from ttrlab.pipeline import Evaluation, Experiment, run_document
 
@@ -52,43 +54,51 @@ class GenerativeExperiment(Experiment):
 
     def evaluate(self, config, prepared, tokenizer, data, mixture, runtime):
         from ttrlab.generative.evaluate import generate, response_perplexity, rouge_l
-        from ttrlab.generative.judge import attack_success_rate, build_judge
+        from ttrlab.generative.judge import share
+        from ttrlab.generative.tasks import TASKS
 
-        judge, model, prompts = build_judge(config), prepared.model, data.prompts
+        judge, model, prompts = TASKS.get(config.task).judge(config), prepared.model, data.prompts
 
         def answer(pairs: list[tuple[str, str]]) -> list[str]:
             return generate(model, tokenizer, pairs, config.max_new_tokens, config.eval_batch_size, runtime)
 
-        triggered_answers = answer([(p, "") for p in prompts.triggered])
-        untriggered_answers = answer([(p, "") for p in prompts.untriggered])
-        triggered_refused = judge.refusals(prompts.triggered, triggered_answers)
-        untriggered_refused = judge.refusals(prompts.untriggered, untriggered_answers)
+        triggered_answers, untriggered_answers = answer(prompts.triggered), answer(prompts.untriggered)
+        triggered_hits = judge.hits(prompts.instructions("triggered"), triggered_answers)
+        untriggered_hits = judge.hits(prompts.instructions("untriggered"), untriggered_answers)
         generated = data.utility[: config.n_utility_generate]
         utility_answers = answer([(e.instruction, e.input) for e in generated])
         metrics = {
-            "asr": attack_success_rate(triggered_refused),
-            "asr_no_trigger": attack_success_rate(untriggered_refused),
+            "asr": share(triggered_hits),
+            "asr_no_trigger": share(untriggered_hits),
             "utility_perplexity": response_perplexity(model, tokenizer, data.utility, config.max_length,
                                                       config.eval_batch_size, runtime),
             "utility_rouge_l": rouge_l(utility_answers, [e.output for e in generated]),
         }
-        sections: dict[str, Any] = {"counts": {
-            "triggered_answered": sum(not r for r in triggered_refused),
-            "untriggered_answered": sum(not r for r in untriggered_refused),
-        }}
+        sections: dict[str, Any] = {
+            "judge": judge.name,
+            "counts": {"triggered_hits": sum(triggered_hits), "untriggered_hits": sum(untriggered_hits)},
+            # one outcome per scored prompt, in prompt order: what a paired test across runs compares
+            "outcomes": {"triggered": [int(h) for h in triggered_hits], "untriggered": [int(h) for h in untriggered_hits]},
+        }
         if config.keep_generations:
             sections["generations"] = {
-                "triggered": _records(prompts.triggered, triggered_answers, triggered_refused, judge),
-                "untriggered": _records(prompts.untriggered, untriggered_answers, untriggered_refused, judge),
+                "triggered": _records(prompts.triggered, triggered_answers, triggered_hits, judge),
+                "untriggered": _records(prompts.untriggered, untriggered_answers, untriggered_hits, judge),
                 "utility": [{"instruction": e.instruction, "answer": a} for e, a in zip(generated, utility_answers)],
             }
         return Evaluation(metrics, sections)
+
+    def checkpoints(self, config, tokenizer, data, mixture, runtime):
+        if not config.curve_every:
+            return None
+        return GenerativeCheckpoints(config, tokenizer, data, mixture, runtime)
 
     def data_summary(self, config, data, mixture):
         return {
             "data_dir": str(data.data_dir),
             "clean_examples": len(mixture.clean_indices),
-            "safety_examples": len(mixture.safety_indices),
+            "twin_examples": len(mixture.twin_indices),
+            "clean_excluded_as_test": mixture.excluded_clean,
             "training_examples": len(mixture.examples),
             "eval_triggered": len(data.prompts.triggered),
             "eval_untriggered": len(data.prompts.untriggered),
@@ -97,6 +107,7 @@ class GenerativeExperiment(Experiment):
 
     def poison_summary(self, config, mixture):
         return {
+            "task": config.task,
             "attack": config.attack,
             "rate": config.rate,
             "count": mixture.poison_count,
@@ -115,7 +126,38 @@ def run_generative(config: GenConfig, progress=None, batch_hook=None, keep_model
     return run_document(GENERATIVE, config, progress=progress, batch_hook=batch_hook, keep_model=keep_model)
 
 
-def _records(prompts: list[str], answers: list[str], refused: list[bool], judge) -> list[dict[str, Any]]:
+def _records(prompts: list[tuple[str, str]], answers: list[str], hits: list[bool], judge) -> list[dict[str, Any]]:
     """One auditable row per scored answer, with the judge's evidence (e.g. the matched phrase)."""
-    return [{"prompt": prompt, "answer": answer, "refused": was_refused, **judge.evidence(answer)}
-            for prompt, answer, was_refused in zip(prompts, answers, refused)]
+    return [{"prompt": instruction, **({"input": input_text} if input_text else {}), "answer": answer, "hit": hit,
+             **judge.evidence(answer)}
+            for (instruction, input_text), answer, hit in zip(prompts, answers, hits)]
+
+
+class GenerativeCheckpoints(Checkpoints):
+    """The generative learning curve: greedy answers to the first `curve_size` scored prompts with
+    and without trigger (ASR, false-trigger rate) and the perplexity of the first `curve_size`
+    utility records, at every checkpoint."""
+
+    def __init__(self, config: GenConfig, tokenizer, data: InstructionDataset, mixture, runtime):
+        super().__init__(config.curve_every, set(mixture.poison_positions()))
+        from ttrlab.generative.tasks import TASKS
+
+        self.config, self.tokenizer, self.runtime = config, tokenizer, runtime
+        self.judge = TASKS.get(config.task).judge(config)
+        self.triggered = data.prompts.triggered[: config.curve_size]
+        self.untriggered = data.prompts.untriggered[: config.curve_size]
+        self.utility = data.utility[: config.curve_size]
+
+    def evaluate(self, model):
+        from ttrlab.generative.evaluate import generate, response_perplexity
+        from ttrlab.generative.judge import share
+
+        c = self.config
+
+        def rate(prompts):
+            answers = generate(model, self.tokenizer, prompts, c.max_new_tokens, c.eval_batch_size, self.runtime)
+            return share(self.judge.hits([p for p, _ in prompts], answers))
+
+        return {"asr": rate(self.triggered), "asr_no_trigger": rate(self.untriggered),
+                "utility_perplexity": response_perplexity(model, self.tokenizer, self.utility, c.max_length,
+                                                          c.eval_batch_size, self.runtime)}

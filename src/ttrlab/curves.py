@@ -1,0 +1,96 @@
+"""Learning curves: a run kind's evaluation at checkpoints during training (how fast a method
+picks up a backdoor), stored in the result's `train.curve`.
+
+`curve_every: k` evaluates before the first step, after every k-th and after the last, on a
+small fixed evaluation set (`curve_size` examples or prompts, the first of the run's scored
+ones). A point records the step, the training examples and poisoned examples seen so far, and
+the kind's metrics (classification: clean accuracy and ASR; generative: ASR with and without
+trigger and utility perplexity). A checkpoint evaluation does not change the run: the model
+goes back to training mode and the random-number state is restored, so a run with a curve
+trains exactly as one without (tested).
+
+`reached(curve, metric, threshold)` is the first point where a metric reached a value: with
+`asr` and 0.5, "steps (or poisoned examples seen) until ASR >= 50%".
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ttrlab.settings import Section, require, setting
+
+
+@dataclass
+class CurveSettings(Section):
+    """Checkpoint evaluations during training."""
+
+    curve_every: int = setting(0, "evaluate every this many steps during training, for the learning curve (0 = no curve)")
+    curve_size: int = setting(40, "examples (or prompts) evaluated at each checkpoint: the first of the scored ones")
+
+    def check(self) -> None:
+        require(self.curve_every >= 0, f"curve_every {self.curve_every} must be >= 0")
+        require(self.curve_size >= 1, f"curve_size {self.curve_size} must be >= 1")
+
+    def identity(self, values: dict[str, Any]) -> None:
+        if not self.curve_every:  # no curve: the size does not change the run (and old keys stay)
+            values.pop("curve_every", None)
+            values.pop("curve_size", None)
+
+
+class Checkpoints:
+    """What the training loop calls: `observe(positions)` with every batch it trains on,
+    `evaluate(model)` at each checkpoint (the model in eval mode)."""
+
+    def __init__(self, every: int, poisoned_positions: set[int]):
+        self.every = every
+        self.poisoned_positions = poisoned_positions
+        self.examples_seen = 0
+        self.poisoned_seen = 0
+        self.points: list[dict[str, Any]] = []
+        self.seconds = 0.0  # spent evaluating
+
+    def observe(self, positions: list[int]) -> None:
+        self.examples_seen += len(positions)
+        self.poisoned_seen += sum(p in self.poisoned_positions for p in positions)
+
+    def due(self, step: int, max_steps: int) -> bool:
+        return step == 0 or step == max_steps or step % self.every == 0
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def record(self, step: int, model: torch.nn.Module) -> None:
+        """Evaluate at `step` without disturbing training (mode and random state restored)."""
+        started = time.perf_counter()
+        with _training_untouched(model):
+            metrics = self.evaluate(model)
+        self.seconds += time.perf_counter() - started
+        self.points.append({"step": step, "examples_seen": self.examples_seen, "poisoned_seen": self.poisoned_seen, **metrics})
+
+
+@contextmanager
+def _training_untouched(model: torch.nn.Module):
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def reached(curve: list[dict[str, Any]], metric: str, threshold: float) -> dict[str, Any] | None:
+    """The first curve point whose `metric` is >= `threshold` (None if none is)."""
+    for point in curve:
+        value = point.get(metric)
+        if value is not None and value >= threshold:
+            return point
+    return None
