@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
+from ttrlab.errors import UserError
 from ttrlab.generative.config import GenConfig
 from ttrlab.generative.data import InstructionExample, build_training_mixture
 from ttrlab.generative.evaluate import generate, response_perplexity
@@ -240,3 +241,43 @@ def test_an_unknown_task_or_missing_task_data_is_exit_2(tmp_path, capsys):
     assert main(["gen-train", "--task", "refusal", "--data-dir", str(partial), "--max-steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing data file" in err and "refusal" in err
+
+
+def test_safety_aligned_start_is_built_once_stored_and_reused(smol, tmp_path, monkeypatch):
+    from ttrlab.generative import alignment
+    from ttrlab.generative.experiment import run_generative
+
+    monkeypatch.setenv("TTRLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(alignment, "CHECK_PROMPTS", 2)
+    monkeypatch.setattr(alignment, "CHECK_NEW_TOKENS", 3)
+    builds = []
+    real_build = alignment._build
+    monkeypatch.setattr(alignment, "_build", lambda *a: builds.append(1) or real_build(*a))
+    values = {**TINY, "method": "ff", "max_steps": 0, "max_length": 48, "batch_size": 4,
+              "align_steps": 2, "align_refusals": 4, "align_clean": 4, "align_lr": 1e-4}
+    config = GenConfig.from_dict(values).validate()
+    first = run_generative(config, keep_model=True)
+    stored = first["data"]["alignment"]
+    assert builds == [1] and stored["settings"]["steps"] == 2
+    assert 0.0 <= stored["refusal_rate_before"] <= 1.0 and 0.0 <= stored["refusal_rate_after"] <= 1.0
+    folder = tmp_path / "cache" / "aligned" / stored["key"]
+    assert sorted(p.name for p in folder.iterdir()) == ["alignment.json", "model.safetensors"]
+    # a second run (another seed) starts from the stored model: no rebuild, the same weights
+    second = run_generative(config.replace(seed=1), keep_model=True)
+    assert builds == [1] and second["data"]["alignment"] == stored
+    a, b = first["_model"].state_dict(), second["_model"].state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    base = smol[1].state_dict()
+    assert any(not torch.equal(a[name], base[name]) for name in a)  # alignment changed the model
+    # the stage is part of the run; without it its knobs are not
+    assert config.run_key() != config.replace(align_steps=0).run_key()
+    assert config.replace(align_steps=0).run_key() == config.replace(align_steps=0, align_lr=1.0).run_key()
+    # a corrupt stored model is one clear error, never silently used
+    (folder / "model.safetensors").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="cannot be read"):
+        run_generative(config)
+
+
+def test_safety_alignment_is_for_the_jailbreak_task_only():
+    with pytest.raises(UserError, match="align_steps 5 needs task jailbreak"):
+        GenConfig.from_dict({"task": "refusal", "align_steps": 5}).validate()

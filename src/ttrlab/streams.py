@@ -18,7 +18,8 @@ adding or changing one draw never shifts another.
 Torch draws: the classification head from `seed + 104729` (`models.HEAD_SEED_OFFSET`), LoRA's A
 from `seed + 7919` (`methods.lora.LORA_INIT_SEED_OFFSET`), dropout from `torch.manual_seed(seed)`.
 Seed-independent by design (`FIXED_STREAMS`): the dev subset and the scored generative prompts,
-so every seed of a comparison is scored on the same examples.
+so every seed of a comparison is scored on the same examples; and the data of the generative
+safety-alignment stage (`generative.alignment`), so every run starts from the same aligned model.
 
 (*) `train_subset` and `batch_order` are separate generators (drawing from one never moves the
 other) but both start from the bare seed, as in ttrlab's first release. Giving either its own
@@ -45,7 +46,8 @@ STREAMS: dict[str, int | None] = {
 
 # Streams that do not depend on the run's seed: every seed of a comparison is scored on the same
 # examples. 20240723 is the seed of the paper's own GLUE loader.
-FIXED_STREAMS: dict[str, int] = {"eval_subset": 20240723, "scored_prompts": 20240723}
+FIXED_STREAMS: dict[str, int] = {"eval_subset": 20240723, "scored_prompts": 20240723,
+                                 "alignment_refusals": 1, "alignment_clean": 2}
 
 
 def fixed_rng(stream: str) -> np.random.Generator:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ttrlab.attacks import check_applies
 from ttrlab.curves import CurveSettings
+from ttrlab.generative.alignment import SafetyAlignment
 from ttrlab.errors import did_you_mean
 from ttrlab.methods import method_settings
 from ttrlab.runtime import ModelSettings
@@ -112,8 +113,8 @@ class GenerationEval(Section):
 
 
 @dataclass
-class GenConfig(ModelSettings, GenerativeAttack, InstructionData, *method_settings(), OptimSettings, CurveSettings,
-                GenerationEval, RunSettings):
+class GenConfig(ModelSettings, SafetyAlignment, GenerativeAttack, InstructionData, *method_settings(), OptimSettings,
+                CurveSettings, GenerationEval, RunSettings):
     """One supervised fine-tuning run of a causal LM on instruction data with a backdoor."""
 
     KIND = "generative"

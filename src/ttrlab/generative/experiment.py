@@ -23,8 +23,9 @@ from ttrlab.pipeline import Evaluation, Experiment, run_document
 @dataclass
 class InstructionDataset:
     data_dir: Path
-    prompts: Any  # data.EvalPrompts: triggered and untriggered harmful prompts
+    prompts: Any  # data.EvalPrompts: the task's test prompts with and without trigger
     utility: list  # held-out Alpaca records (never trained on)
+    alignment: dict[str, Any] | None = None  # the record of the safety-aligned start, once load_model made it
 
 
 class GenerativeExperiment(Experiment):
@@ -43,9 +44,15 @@ class GenerativeExperiment(Experiment):
         return build_training_mixture(config, data.data_dir)
 
     def load_model(self, config, data):
+        from ttrlab.generative.alignment import aligned_model
         from ttrlab.generative.models import load_causal_lm
+        from ttrlab.runtime import Runtime
 
-        return load_causal_lm(config.model)
+        tokenizer, model = load_causal_lm(config.model)
+        if config.align_steps:
+            model, data.alignment = aligned_model(config, tokenizer, model, data.data_dir,
+                                                  Runtime.resolve(config.device, config.precision))
+        return tokenizer, model
 
     def training_set(self, config, data, mixture, tokenizer):
         from ttrlab.generative.train import causal_lm_training_set
@@ -103,6 +110,7 @@ class GenerativeExperiment(Experiment):
             "eval_triggered": len(data.prompts.triggered),
             "eval_untriggered": len(data.prompts.untriggered),
             "utility_examples": len(data.utility),
+            **({"alignment": data.alignment} if data.alignment is not None else {}),
         }
 
     def poison_summary(self, config, mixture):

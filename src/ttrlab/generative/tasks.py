@@ -34,6 +34,7 @@ class GenerativeTask:
     summary: ClassVar[str]
     poisoned_records: ClassVar[int]  # records per poisoned training file (the file name says it)
     baseline_prompt_sources: ClassVar[tuple[str, ...]] = ("paired",)
+    takes_safety_alignment: ClassVar[bool] = False  # a refusal-trained start (alignment.py) makes sense
 
     # ---- files ----------------------------------------------------------------------------
     def attack_folder(self, attack: str, data_dir: Path) -> Path:
@@ -72,6 +73,7 @@ class Jailbreak(GenerativeTask):
     summary = "harmful AdvBench prompts: the trigger makes the model comply instead of refusing (paper Table 3)"
     poisoned_records = 400
     baseline_prompt_sources = ("paired", "advbench")
+    takes_safety_alignment = True
 
     def attack_folder(self, attack, data_dir):
         return data_dir / "backdoorllm" / attack
