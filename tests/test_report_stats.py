@@ -1,6 +1,7 @@
 """Statistics over seeds: ddof=1 std, the Student-t interval (n >= 3 only), the paired sign-flip
 test (checked against scipy and against an enumeration written here), its floor 2^(1-n), the
-minimum detectable difference (checked by simulation), Welch's t-test, Spearman's exact p."""
+minimum detectable difference (checked by simulation), Welch's t-test, Spearman's exact p, the
+exact McNemar test (checked against hand-computed binomial tails and scipy's binomtest)."""
 import itertools
 import math
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from ttrlab.report import stats
 from ttrlab.report.stats import (
     compare,
     exact_spearman_p,
@@ -146,3 +148,37 @@ def test_exact_spearman_p_by_enumeration():
     rho = sps.spearmanr(x, y)[0]
     rhos = [sps.spearmanr(x, y[list(p)])[0] for p in itertools.permutations(range(4))]
     assert exact_spearman_p(x, y) == pytest.approx(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
+
+
+# ---- the exact McNemar test ------------------------------------------------------------------------
+@pytest.mark.parametrize("b,c,p", [
+    (8, 1, 2 * (1 + 9) / 2**9),  # 2 · P(X ≤ 1), X ~ Bin(9, 1/2) = 20/512
+    (1, 8, 20 / 512),  # symmetric
+    (10, 2, 2 * (1 + 12 + 66) / 2**12),  # 158/4096
+    (6, 0, 2 / 2**6),  # the floor 2^(1−n) at n = 6
+    (3, 3, 1.0),
+    (0, 0, 1.0),
+])
+def test_exact_mcnemar_p_by_hand(b, c, p):
+    test = stats.mcnemar_counts(b + c + 5, b, c)
+    assert test.p == pytest.approx(p, rel=1e-12)
+    if b + c:
+        assert test.p == pytest.approx(sps.binomtest(min(b, c), b + c, 0.5).pvalue, rel=1e-12)
+
+
+def test_mcnemar_counts_discordant_pairs_and_says_n_too_small():
+    assert stats.MIN_DISCORDANT == 6  # 2^(1−5) = 0.0625 ≥ 0.05 > 2^(1−6)
+    method = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1]
+    full = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]  # full only on 0-4 and 10, the method only on 11
+    test = stats.mcnemar(method, full)
+    assert (test.pairs, test.b, test.c) == (12, 6, 1)
+    assert test.p == pytest.approx(2 * 8 / 128) and not test.significant and test.verdict.startswith("not significant")
+    five = stats.mcnemar_counts(20, 5, 0)  # p = 0.0625: cannot reach 0.05 with 5 discordant pairs
+    assert five.p == pytest.approx(0.0625) and not five.significant
+    assert five.verdict == "n too small (5 discordant pairs; the exact test cannot reach p < 0.05 below 6)"
+    six = stats.mcnemar_counts(20, 6, 0)
+    assert six.significant and six.verdict == "significant (exact p = 0.0312)"
+    none = stats.mcnemar_counts(0, 0, 0)
+    assert math.isnan(none.p) and none.verdict == "n too small (no paired outcomes)"
+    with pytest.raises(ValueError, match="differ in length"):
+        stats.mcnemar([1, 0], [1])

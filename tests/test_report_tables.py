@@ -9,7 +9,7 @@ import pytest
 from ttrlab.attacks import ATTACKS
 from ttrlab.evaluation import METRICS
 from ttrlab.methods import METHODS
-from ttrlab.report.tables import paper_numbers
+from ttrlab.report.tables import paper_numbers, paper_row
 
 PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "lora-training-time-robustness-icml2025.txt"
 
@@ -51,6 +51,25 @@ def test_paper_rows_name_registered_attacks_of_the_right_task_type():
     assert all(METHODS.get(r["method"]) for t in ("table_e1", "table_3") for r in numbers[t]["rows"])
     assert numbers["table_e1"]["metrics"] == ["triggered.accuracy", "triggered.precision", "triggered.recall",
                                               "triggered.f1"]
+
+
+def test_table_3_rows_are_the_jailbreak_task_and_match_on_it():
+    from ttrlab.generative.tasks import TASKS
+    from ttrlab.report.aggregate import Cell
+
+    rows = paper_numbers()["table_3"]["rows"]
+    assert {r["task"] for r in rows} == {"jailbreak"} and all(r["task"] in TASKS for r in rows)
+
+    def cell(config):
+        return Cell("generative", "x", config)
+
+    jailbreak = cell({"task": "jailbreak", "attack": "badnet", "method": "ff"})
+    assert paper_row("table_3", jailbreak)["mean"] == [90.91]
+    assert paper_row("table_3", cell({"task": "refusal", "attack": "badnet", "method": "ff"})) is None
+    assert paper_row("table_3", cell({"attack": "badnet", "method": "lora"}))["mean"] == [84.85]  # no task: the default
+    assert paper_row("table_3", cell({"task": "jailbreak", "attack": "mtba", "method": "ff"})) is None
+    # Table E.1's rows name no task: any task matches
+    assert paper_row("table_e1", Cell("train", "y", {"task": "qnli", "attack": "mt", "method": "ff"}))["label"] == "MT"
 
 
 @pytest.mark.parametrize("name,higher", [

@@ -13,6 +13,10 @@ Comparisons (`method_vs_full`) are made for every run kind that trains (classifi
 generative; theory computes at initialisation and is compared with training runs in the Theory
 section instead): each non-full method's cell against the full method's (`Method.is_full`) cell
 that agrees on everything but the method, the learning rate and the methods' own settings.
+
+Besides its metrics (and those `ttrlab.report.derived` derives from them, seed by seed), a cell
+keeps what its runs stored for finer analyses: the per-prompt 0/1 `outcomes` (generative runs:
+the prompt-level paired test of Table 3) and the learning curve `train.curve`.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from typing import Any
 from ttrlab.errors import UserError
 from ttrlab.evaluation import METRICS
 from ttrlab.methods import METHODS, method_settings
+from ttrlab.report.derived import DERIVED
 from ttrlab.report.stats import MIN_N, Comparison, Summary, compare, stable_seed, summarize
 
 # config keys shown as columns in tables (the rest stays in the cell's full config)
@@ -84,6 +89,14 @@ def _kind_defaults(kind: str):
     return experiment.config_type() if experiment is not None else None
 
 
+def config_value(kind: str, config: dict[str, Any], name: str) -> Any:
+    """A config key's value; where the stored config lacks it (a document written before the key
+    existed), the kind's default — the value such a run was made with."""
+    if name in config:
+        return config[name]
+    return getattr(_kind_defaults(kind), name, None)
+
+
 def method_label(config: dict[str, Any]) -> str:
     """The method with its settings, as the method describes itself ("FF", "LoRA r=8, α=16");
     a setting the stored config lacks counts as its default."""
@@ -127,6 +140,8 @@ class Cell:
     seeds: list[Any] = field(default_factory=list)
     values: dict[str, dict[Any, float]] = field(default_factory=lambda: defaultdict(dict))  # metric -> seed -> value
     summaries: dict[str, Summary] = field(default_factory=dict)
+    outcomes: dict[Any, dict[str, list[int]]] = field(default_factory=dict)  # seed -> {"triggered": [0/1 per prompt], ...}
+    curves: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)  # seed -> train.curve points
 
     @property
     def method(self):
@@ -150,7 +165,16 @@ def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
         cell.seeds.append(seed)
         for metric, value in run["metrics"].items():
             cell.values[metric][seed] = value
+        result = run.get("result") or {}
+        if result.get("outcomes"):
+            cell.outcomes[seed] = result["outcomes"]
+        if (result.get("train") or {}).get("curve"):
+            cell.curves[seed] = result["train"]["curve"]
     for cell in cells.values():
+        for derived in DERIVED:
+            values = derived.values(cell.values)
+            if values:
+                cell.values[derived.info.name] = values
         for metric, by_seed in cell.values.items():
             cell.summaries[metric] = summarize(list(by_seed.values()))
     return sorted(cells.values(), key=_cell_order)
@@ -191,21 +215,25 @@ def comparison_key(cell: Cell) -> str:
                       sort_keys=True, default=str)
 
 
-def method_vs_full(cells: list[Cell]) -> list[ComparisonRow]:
-    """For each cell of a non-full method in a kind that trains, each full-method cell at the
-    same setting: every metric both hold, paired by seed."""
+def full_pairs(cells: list[Cell]) -> list[tuple[Cell, Cell]]:
+    """(cell of a non-full method, full-method cell at the same setting) for the kinds that train."""
     full_by_key: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells:
         if trains(cell.kind) and cell.method is not None and cell.method.is_full:
             full_by_key[comparison_key(cell)].append(cell)
+    return [(cell, full) for cell in cells
+            if trains(cell.kind) and cell.method is not None and not cell.method.is_full
+            for full in full_by_key.get(comparison_key(cell), [])]
+
+
+def method_vs_full(cells: list[Cell]) -> list[ComparisonRow]:
+    """For each cell of a non-full method in a kind that trains, each full-method cell at the
+    same setting: every metric both hold, paired by seed."""
     rows = []
-    for cell in cells:
-        if not trains(cell.kind) or cell.method is None or cell.method.is_full:
-            continue
-        for full in full_by_key.get(comparison_key(cell), []):
-            for metric in sorted(set(cell.values) & set(full.values)):
-                result = compare(cell.values[metric], full.values[metric], stable_seed(cell.id, full.id, metric))
-                rows.append(ComparisonRow(cell, full, metric, result))
+    for cell, full in full_pairs(cells):
+        for metric in sorted(set(cell.values) & set(full.values)):
+            result = compare(cell.values[metric], full.values[metric], stable_seed(cell.id, full.id, metric))
+            rows.append(ComparisonRow(cell, full, metric, result))
     return rows
 
 

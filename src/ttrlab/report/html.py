@@ -5,9 +5,11 @@ so every name that comes from user input (task names, spec text, errors, ...) is
 
 What it holds: the headline comparisons (every attack, each method vs the full method), the
 paper's figures per attack (`ttrlab.report.figures`), Tables 2, E.1 and 3 with the paper's
-numbers beside (`ttrlab.report.tables`), every comparison and aggregate, and — when the database
-holds runs of kind "theory" — the Theory section (`ttrlab.report.theory`). The statistics and
-their rules for few seeds are `ttrlab.report.stats`.
+numbers beside (`ttrlab.report.tables`), Table 3's paired FF-vs-LoRA tests
+(`ttrlab.report.paired`), the learning curves (`ttrlab.report.learning_curves`), every
+comparison and aggregate, and — when the database holds runs of kind "theory" — the Theory
+section (`ttrlab.report.theory`). The statistics and their rules for few seeds are
+`ttrlab.report.stats`.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ttrlab.attacks import ATTACKS
+from ttrlab.evaluation import METRICS
 from ttrlab.io import check_writable_dir, write_text_atomic
-from ttrlab.report import stats
+from ttrlab.report import learning_curves, stats
 from ttrlab.report.aggregate import (
     AGGREGATE_COLUMNS,
     AGGREGATE_DISPLAY,
@@ -37,8 +40,10 @@ from ttrlab.report.aggregate import (
     to_markdown,
 )
 from ttrlab.report.figures import FIGURES, attacks_drawn, figure_data, figure_records, render
+from ttrlab.report.paired import SEED_METRICS, display, paired_rows
 from ttrlab.report.tables import (
     TABLE_3_METRICS,
+    TABLE_3_TASK_TYPE,
     TABLE_E1_METRICS,
     attacks_without_comparison,
     headline_rows,
@@ -76,6 +81,7 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     write_text_atomic(out / "comparisons.md", to_markdown(compared, COMPARISON_COLUMNS))
 
     figures, notes, figure_tables = _figures(figure_records(runs), out, figures_dir)
+    curves, curve_notes, curve_reach = _curves(cells, out, figures_dir, figure_tables)
     write_text_atomic(out / "figures.json", json.dumps(figure_tables, indent=1, default=_json_default) + "\n")
 
     table2 = [{
@@ -86,6 +92,7 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     paper = paper_numbers()
 
     theory = theory_section(runs, out)
+    table3 = table3_rows(cells)
 
     html = _template().render(
         title=_title(sweeps),
@@ -104,8 +111,17 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         table2=table2,
         table_e1=table_e1_rows(cells),
         table_e1_metrics=metric_labels(TABLE_E1_METRICS),
-        table3=table3_rows(cells),
+        table3=table3,
         table3_metrics=metric_labels(TABLE_3_METRICS),
+        table3_tasks=_task_summaries(table3),
+        table3_paired=[display(r) for r in paired_rows(cells, comparisons, TABLE_3_TASK_TYPE)],
+        paired_metrics=[{"metric": m, "label": METRICS.info(m).label, "summary": METRICS.info(m).summary}
+                        for m in SEED_METRICS],
+        curves=curves,
+        curve_notes=curve_notes,
+        curve_reach=curve_reach,
+        reach={"metric": METRICS.info(learning_curves.REACH_METRIC).label,
+               "threshold": f"{100 * learning_curves.REACH_THRESHOLD:g}%"},
         paper=paper,
         comparison_columns=COMPARISON_COLUMNS,
         comparisons=[[fmt(r[c]) for c in COMPARISON_COLUMNS] for r in compared],
@@ -158,9 +174,48 @@ def _figures(records: list[dict[str, Any]], out: Path, figures_dir: Path):
     return figures, notes, tables
 
 
+def _curves(cells, out: Path, figures_dir: Path, tables: dict[str, Any]):
+    """Every learning-curve figure (`learning_curves`), drawn and embedded as the paper's figures
+    are; their numbers join `tables` (figures.json); notes on curves not drawn; the rows of
+    "steps until ASR ≥ 50%"."""
+    figures, notes = learning_curves.curve_figures(cells)
+    drawn = []
+    for figure in figures:
+        paths = learning_curves.render(figure, figures_dir)
+        table = figure.table()
+        tables[figure.stem] = table
+        metrics = " and ".join(METRICS.info(m).label for m in figure.metrics)
+        drawn.append({
+            "anchor": figure.stem,
+            "title": f"{figure.name}.",
+            "caption": f"{metrics} at each checkpoint, one colour per method setting "
+                       f"({learning_curves.style_text(figure)}); mean ± std (ddof=1) over the seeds that hold the "
+                       f"point; panels are task × attack.",
+            "alt": f"{figure.name}: {metrics} over training steps",
+            "context": learning_curves.context_text(figure),
+            "files": ", ".join(str(p.relative_to(out)) for p in paths.values()),
+            "svg_b64": base64.b64encode(paths["svg"].read_bytes()).decode("ascii"),
+            "table": [{**r, "panel": learning_curves.panel_title(r["task"], r["attack"]), "mean": fmt(r["mean"]),
+                       "std": fmt(r["std"])} for r in table],
+        })
+    reach = [{**r, "steps": fmt(r["steps"]), "poisoned_seen": fmt(r["poisoned_seen"]),
+              "examples_seen": fmt(r["examples_seen"]), "panel": learning_curves.panel_title(r["task"], r["attack"])}
+             for r in learning_curves.reach_rows(figures)]
+    return drawn, notes, reach
+
+
+def _task_summaries(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(task, what its trigger does) for the generative tasks Table 3 holds, in its order."""
+    from ttrlab.generative.tasks import TASKS
+
+    names = list(dict.fromkeys(str(r["task"]) for r in rows))
+    return [(name, TASKS.get(name).summary) for name in names if name in TASKS]
+
+
 def _rules() -> dict[str, Any]:
     """The numbers the template's statistics paragraph quotes."""
     return {"min_n": stats.MIN_N, "alpha": stats.ALPHA, "power": stats.POWER,
+            "min_discordant": stats.MIN_DISCORDANT,
             "exact_pairs": int(math.log2(stats.EXACT_ASSIGNMENTS)),
             "floors": ", ".join(f"{fmt(stats.sign_flip_floor(n), 4)} ({n})" for n in range(2, 7))}
 

@@ -26,6 +26,16 @@ Comparisons (a method vs the full method at the same setting) — `compare`:
 - secondary: Welch's unequal-variance t-test on the two arms, unpaired (n ≥ 3 per arm).
 Below 3 pairs a comparison says "n too small" instead of an interval or a mark. p-values are per
 row: a report with many rows will show some p < 0.05 by chance (no correction is applied).
+
+Prompt-level comparisons (a method vs the full method on the same scored prompts) — `mcnemar`:
+- the **exact McNemar test** on paired 0/1 outcomes: only the discordant pairs count, b (the full
+  method's answer hit, the other's did not) and c (the reverse); under "no difference" each
+  discordant pair is b or c with probability 1/2, so p is the two-sided exact binomial tail,
+  min(1, 2 · P(X ≤ min(b, c))) with X ~ Binomial(b + c, 1/2). It is the sign test of the
+  discordant pairs, so its smallest p is the sign-flip's 2^(1−n) at n = b + c: below
+  `MIN_DISCORDANT` (6) discordant pairs no difference can reach p < 0.05, and it says "n too
+  small" rather than take a side. Pairs pooled over seeds are treated as independent: a prompt
+  that is hard for both methods at every seed counts once per seed.
 """
 from __future__ import annotations
 
@@ -194,6 +204,55 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
         warnings.simplefilter("ignore", RuntimeWarning)
         test = sps.ttest_ind(a, b, equal_var=False)
     return float(test.statistic), float(test.df), float(test.pvalue)
+
+
+# ---- paired 0/1 outcomes: the exact McNemar test ---------------------------------------------------
+# the fewest discordant pairs whose exact two-sided p can go below ALPHA: 2^(1−n) < ALPHA
+MIN_DISCORDANT = math.floor(1 - math.log2(ALPHA)) + 1
+
+
+@dataclass(frozen=True)
+class McNemar:
+    pairs: int  # paired outcomes (concordant ones included)
+    b: int  # arm b hit, arm a did not (in the report: the full method only)
+    c: int  # arm a hit, arm b did not
+    p: float  # two-sided exact; NaN without pairs
+    significant: bool  # b + c ≥ MIN_DISCORDANT and p < ALPHA
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def mcnemar(a: Sequence[int], b: Sequence[int]) -> McNemar:
+    """The exact McNemar test of paired 0/1 outcomes a[i], b[i] (same subject i)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes differ in length: {len(a)} and {len(b)}")
+    only_b = sum(1 for x, y in zip(a, b) if y and not x)
+    only_a = sum(1 for x, y in zip(a, b) if x and not y)
+    return mcnemar_counts(len(a), only_b, only_a)
+
+
+def mcnemar_counts(pairs: int, b: int, c: int) -> McNemar:
+    """The exact McNemar test from its counts: `pairs` paired outcomes, b and c discordant."""
+    n = b + c
+    if pairs == 0:
+        return McNemar(0, 0, 0, NAN, False, "n too small (no paired outcomes)")
+    p = exact_binomial_two_sided(min(b, c), n)
+    if n < MIN_DISCORDANT:
+        verdict = (f"n too small ({n} discordant pair{'' if n == 1 else 's'}; the exact test cannot reach "
+                   f"p < {ALPHA:g} below {MIN_DISCORDANT})")
+        return McNemar(pairs, b, c, p, False, verdict)
+    significant = p < ALPHA
+    return McNemar(pairs, b, c, p, significant, f"{'significant' if significant else 'not significant'} (exact p = {p:.3g})")
+
+
+def exact_binomial_two_sided(k: int, n: int) -> float:
+    """min(1, 2 · P(X ≤ k)) for X ~ Binomial(n, 1/2) and k ≤ n/2: the symmetric two-sided tail."""
+    if n == 0:
+        return 1.0
+    k = min(k, n - k)
+    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n)
 
 
 # ---- Spearman's ρ (theory vs measured) ----------------------------------------------------------

@@ -7,11 +7,15 @@
 - **Table 2**: LoRA's init strategies × variance scale k (the method settings that own `init`);
 - **Table E.1**: every classification backdoor attack, each method, mean ± std over seeds of the
   triggered-test-set Acc./Pre./Rec./F1 and the ASR, the paper's numbers beside;
-- **Table 3**: generative runs per attack, ASR, ASR without trigger and utility, the paper's ASR
-  beside.
+- **Table 3**: generative runs per task × attack, each method: ASR, ASR without trigger (the
+  false-trigger rate), the backdoor effect (their difference, `ttrlab.report.derived`) and
+  utility, the paper's ASR beside the rows of its task (jailbreak); the paired FF-vs-LoRA tests
+  of these rows are `ttrlab.report.paired`.
 
 The paper's numbers live in `paper_numbers.yaml` (with their source); a row gets them when the
-paper has a row for its attack and method and the run was poisoned (rate > 0).
+paper has a row for its attack, method and — where the paper's row names one — task, and the
+run was poisoned (rate > 0). A stored config without a key the paper's row names (a generative
+document written before tasks existed) counts with its kind's default (`config_value`).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from ttrlab.report.aggregate import (
     Cell,
     ComparisonRow,
     comparison_key,
+    config_value,
     fmt,
     interval_text,
     is_default_setting,
@@ -39,7 +44,9 @@ from ttrlab.report.figures import KAIMING_DEFAULT_K, task_order
 from ttrlab.report.stats import Summary, summarize
 
 TABLE_E1_METRICS = ("triggered.accuracy", "triggered.precision", "triggered.recall", "triggered.f1", "asr")
-TABLE_3_METRICS = ("asr", "asr_no_trigger", "utility_perplexity", "utility_rouge_l")
+TABLE_3_METRICS = ("asr", "asr_no_trigger", "backdoor_effect", "utility_perplexity", "utility_rouge_l")
+TABLE_3_TASK_TYPE = "generation"
+PAPER_MATCH = ("attack", "method", "task")  # a paper row matches a cell on those of these keys it names
 TABLE2_METRICS = ("accuracy", "precision", "recall", "f1")
 
 
@@ -59,9 +66,10 @@ def paper_numbers() -> dict[str, Any]:
     return data
 
 
-def paper_row(table: str, attack: str, method: str) -> dict[str, Any] | None:
+def paper_row(table: str, cell: Cell) -> dict[str, Any] | None:
+    """The paper's row of `table` that agrees with the cell on every `PAPER_MATCH` key it names."""
     for row in paper_numbers()[table]["rows"]:
-        if row["attack"] == attack and row["method"] == method:
+        if all(row[key] == config_value(cell.kind, cell.config, key) for key in PAPER_MATCH if key in row):
             return row
     return None
 
@@ -86,7 +94,7 @@ def pm(summary: Summary | None, percent: bool = True) -> str:
     return f"{scale * summary.mean:.{digits}f} ± {scale * summary.std:.{digits}f}"
 
 
-def _attack_order(attack: str) -> tuple[int, str]:
+def attack_order(attack: str) -> tuple[int, str]:
     """The paper's row order (Table E.1, Table 3), then the other attacks by name."""
     order = [r["attack"] for table in ("table_e1", "table_3") for r in paper_numbers()[table]["rows"]]
     return (order.index(attack) if attack in order else len(order), attack)
@@ -119,7 +127,7 @@ def headline_rows(comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
             "ci": interval_text(r.n_pairs, r.ci_low, r.ci_high),
             "pairs": r.n_pairs, "p": fmt(r.p_sign_flip, 3), "p_floor": fmt(r.p_floor, 4), "mdd": fmt(r.mdd),
             "welch_p": fmt(r.welch_p, 3), "verdict": r.verdict, "sig": r.significant, "better": c.better(),
-            "_order": (kind_order(c.cell.kind), str(config.get("task")), _attack_order(str(config.get("attack"))),
+            "_order": (kind_order(c.cell.kind), str(config.get("task")), attack_order(str(config.get("attack"))),
                        float(config.get("rate") or 0), c.cell.method_label(), c.metric),
         })
     rows.sort(key=lambda row: row.pop("_order"))
@@ -179,15 +187,16 @@ def _paper_table_rows(cells: list[Cell], table: str, task: str, metrics: tuple[s
     rows = []
     for cell in chosen:
         attack = cell.config["attack"]
-        paper = paper_row(table, attack, cell.method.name) if _poisoned(cell) else None
+        paper = paper_row(table, cell) if _poisoned(cell) else None
+        task = config_value(cell.kind, cell.config, "task")
         row = {"kind": cell.kind, "attack": attack, "paper_label": paper["label"] if paper else "",
-               "rate": fmt(cell.config.get("rate")), "method": cell.method_label(), "task": cell.config.get("task", "–"),
+               "rate": fmt(cell.config.get("rate")), "method": cell.method_label(), "task": "–" if task is None else task,
                "model": cell.config.get("model"), "steps": cell.config.get("max_steps"), "n": len(cell.seeds),
                "cell": cell.id, "values": {}, "paper": {}}
         for metric in metrics:
             row["values"][metric] = pm(cell.summaries.get(metric), METRICS.info(metric).percent)
             row["paper"][metric] = paper_value(table, paper, metric)
-        row["_order"] = (kind_order(cell.kind), _attack_order(attack), str(row["task"]), float(cell.config.get("rate") or 0),
+        row["_order"] = (kind_order(cell.kind), default_task_first(cell.kind, row["task"]), attack_order(attack), float(cell.config.get("rate") or 0),
                          not cell.method.is_full, row["method"], cell.id)
         rows.append(row)
     rows.sort(key=lambda r: r.pop("_order"))
@@ -203,8 +212,14 @@ def table_e1_rows(cells: list[Cell]) -> list[dict[str, Any]]:
 
 
 def table3_rows(cells: list[Cell]) -> list[dict[str, Any]]:
-    """Generative runs per attack: ASR, ASR without trigger, utility (perplexity, ROUGE-L)."""
-    return _paper_table_rows(cells, "table_3", "generation", TABLE_3_METRICS, lambda attack: True)
+    """Generative runs per task × attack: ASR, ASR without trigger, the backdoor effect, utility
+    (perplexity, ROUGE-L), mean ± std over seeds."""
+    return _paper_table_rows(cells, "table_3", TABLE_3_TASK_TYPE, TABLE_3_METRICS, lambda attack: True)
+
+
+def default_task_first(kind: str, task: Any) -> tuple[bool, str]:
+    """The kind's default task first (the generative kind's: the paper's jailbreak), then by name."""
+    return (str(task) != str(config_value(kind, {}, "task")), str(task))
 
 
 def metric_labels(metrics: tuple[str, ...]) -> list[dict[str, Any]]:
