@@ -43,3 +43,39 @@ def test_reached_is_the_first_point_at_or_above():
 def test_bad_curve_settings_are_one_line_errors(values, message):
     with pytest.raises(UserError, match=message):
         RunConfig.from_dict(values).validate()
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_result(glue_dir, tmp_path):
+    base = RunConfig(**TINY, method="lora", attack="bpa", rate=0.25, seed=4, data_dir=str(glue_dir), curve_every=2, curve_size=8)
+    uninterrupted = run_experiment(base)
+    config = base.replace(checkpoint_dir=str(tmp_path / "ckpt"))
+    assert config.run_key() == base.run_key()  # where the state is kept is not part of the run
+    seen = []
+
+    def kill_at_step_6(positions, batch):
+        seen.append(positions)
+        if len(seen) == 6:  # steps 1-5 done; the state of step 4 is saved
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_experiment(config, batch_hook=kill_at_step_6)
+    store = tmp_path / "ckpt" / config.run_key()
+    assert (store / "state.pt").is_file()
+    resumed_batches = []
+    resumed = run_experiment(config, batch_hook=lambda positions, batch: resumed_batches.append(positions))
+    assert len(resumed_batches) == 3 and resumed_batches[:2] == seen[4:6]  # steps 5, 6, 7 only, in the same order
+    assert resumed["metrics"] == uninterrupted["metrics"]
+    assert resumed["train"]["final_loss"] == uninterrupted["train"]["final_loss"]
+    assert resumed["train"]["curve"] == uninterrupted["train"]["curve"]
+    assert not store.exists()  # removed once the run finished
+    # a corrupt state is one clear error, not a silent restart
+    store.mkdir(parents=True)
+    (store / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot resume from"):
+        run_experiment(config)
+    with pytest.raises(UserError, match="needs curve_every"):
+        RunConfig.from_dict({"checkpoint_dir": "x"}).validate()

@@ -9,18 +9,29 @@ trigger and utility perplexity). A checkpoint evaluation does not change the run
 goes back to training mode and the random-number state is restored, so a run with a curve
 trains exactly as one without (tested).
 
+With `checkpoint_dir`, each checkpoint also saves the training loop's state (trainable weights,
+AdamW, schedule, loss scaler, random state, the curve so far) to `<checkpoint_dir>/<run key>/`,
+and a run of the same config started again (a killed sweep resumed) goes on from the last saved
+checkpoint, with the same result as a run that never stopped (tested); the folder is removed when
+the run finishes. The state is loaded with `torch.load(weights_only=True)`: no code runs.
+
 `reached(curve, metric, threshold)` is the first point where a metric reached a value: with
 `asr` and 0.5, "steps (or poisoned examples seen) until ASR >= 50%".
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ttrlab.errors import UserError
 from ttrlab.settings import Section, require, setting
 
 
@@ -30,28 +41,38 @@ class CurveSettings(Section):
 
     curve_every: int = setting(0, "evaluate every this many steps during training, for the learning curve (0 = no curve)")
     curve_size: int = setting(40, "examples (or prompts) evaluated at each checkpoint: the first of the scored ones")
+    checkpoint_dir: str | None = setting(None, "save the training state at every checkpoint under this folder and "
+                                               "resume a restarted run from the last one (needs curve_every)")
 
     def check(self) -> None:
         require(self.curve_every >= 0, f"curve_every {self.curve_every} must be >= 0")
         require(self.curve_size >= 1, f"curve_size {self.curve_size} must be >= 1")
+        require(self.checkpoint_dir is None or self.curve_every > 0,
+                f"checkpoint_dir {self.checkpoint_dir!r} needs curve_every > 0 (the steps at which the state is saved)")
 
     def identity(self, values: dict[str, Any]) -> None:
+        values.pop("checkpoint_dir", None)  # where the state is kept does not change the run
         if not self.curve_every:  # no curve: the size does not change the run (and old keys stay)
             values.pop("curve_every", None)
             values.pop("curve_size", None)
 
 
+STATE_FILE = "state.pt"
+
+
 class Checkpoints:
     """What the training loop calls: `observe(positions)` with every batch it trains on,
-    `evaluate(model)` at each checkpoint (the model in eval mode)."""
+    `evaluate(model)` at each checkpoint (the model in eval mode); with a `store` folder,
+    `save_state` / `saved_state` / `discard_state` keep the loop's state for a resume."""
 
-    def __init__(self, every: int, poisoned_positions: set[int]):
-        self.every = every
+    def __init__(self, config, poisoned_positions: set[int]):
+        self.every = config.curve_every
         self.poisoned_positions = poisoned_positions
         self.examples_seen = 0
         self.poisoned_seen = 0
         self.points: list[dict[str, Any]] = []
         self.seconds = 0.0  # spent evaluating
+        self.store = Path(config.checkpoint_dir).expanduser() / config.run_key() if config.checkpoint_dir else None
 
     def observe(self, positions: list[int]) -> None:
         self.examples_seen += len(positions)
@@ -70,6 +91,38 @@ class Checkpoints:
             metrics = self.evaluate(model)
         self.seconds += time.perf_counter() - started
         self.points.append({"step": step, "examples_seen": self.examples_seen, "poisoned_seen": self.poisoned_seen, **metrics})
+
+
+    # ---- resuming ----------------------------------------------------------------------------
+    def save_state(self, loop_state: dict[str, Any]) -> None:
+        """Write the loop's state and this curve's so far, atomically (a kill mid-write leaves the
+        previous checkpoint)."""
+        self.store.mkdir(parents=True, exist_ok=True)
+        state = {**loop_state, "curve": {"examples_seen": self.examples_seen, "poisoned_seen": self.poisoned_seen,
+                                         "points": self.points, "seconds": self.seconds}}
+        handle, temporary = tempfile.mkstemp(dir=self.store, suffix=".tmp")
+        os.close(handle)
+        torch.save(state, temporary)
+        os.replace(temporary, self.store / STATE_FILE)
+
+    def saved_state(self) -> dict[str, Any] | None:
+        """The last saved state of this run (its curve restored here), or None."""
+        path = self.store / STATE_FILE if self.store is not None else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            state = torch.load(path, weights_only=True)
+        except Exception as error:  # a truncated or foreign file: say which, never guess
+            raise UserError(f"cannot resume from {str(path)!r} ({str(error).splitlines()[0]}); delete it to start over") from None
+        curve = state["curve"]
+        self.examples_seen, self.poisoned_seen = curve["examples_seen"], curve["poisoned_seen"]
+        self.points, self.seconds = list(curve["points"]), curve["seconds"]
+        return state
+
+    def discard_state(self) -> None:
+        """The run finished: its saved state is no longer needed."""
+        if self.store is not None and self.store.is_dir():
+            shutil.rmtree(self.store)
 
 
 @contextmanager

@@ -135,7 +135,7 @@ class ClassificationCheckpoints(Checkpoints):
     and, under a backdoor, the ASR on their triggered versions, at every checkpoint."""
 
     def __init__(self, config: RunConfig, tokenizer, data: ClassificationDataset, poisoned: PoisonedClassification, runtime):
-        super().__init__(config.curve_every, set(poisoned.split.changed))
+        super().__init__(config, set(poisoned.split.changed))
         self.config, self.tokenizer, self.runtime = config, tokenizer, runtime
         self.dev = data.dev[: config.curve_size]
         self.triggered = poisoned.triggered_dev[: config.curve_size] if poisoned.triggered_dev is not None else None

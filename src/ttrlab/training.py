@@ -20,7 +20,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from ttrlab.curves import Checkpoints
 from ttrlab.data.examples import Example
-from ttrlab.errors import did_you_mean
+from ttrlab.errors import UserError, did_you_mean
 from ttrlab.registry import Registry
 from ttrlab.runtime import Runtime
 from ttrlab.settings import Section, require, setting
@@ -234,7 +234,8 @@ def optimize(
     `settings.max_steps` optimizer steps over as many epochs as needed, on `runtime`'s device and
     in its precision (fp32: no autocast, no scaler). `batch_hook(positions, batch)` sees every
     batch the model consumes (positions index `training.features`); `checkpoints` records the
-    learning curve (`ttrlab.curves`)."""
+    learning curve (`ttrlab.curves`) and, where it has a store, saves the loop's state at each
+    checkpoint and resumes from the last saved one."""
     runtime = runtime or Runtime.resolve("cpu")
     lengths = [len(f["input_ids"]) for f in training.features]
     rng = rng_for(seed, "batch_order")
@@ -251,7 +252,12 @@ def optimize(
     step = tokens = padded = 0
     started = time.perf_counter()
     batches = endless_batches(lengths, settings.batch_size, rng, settings.length_bucketing)
-    if checkpoints is not None:
+    saved = checkpoints.saved_state() if checkpoints is not None else None
+    if saved is not None:  # resume where a killed run of this config last saved its state
+        step, tokens, padded, recent_losses = _restore_loop(saved, model, optimizer, scheduler, scaler)
+        for _ in range(step):  # the batch order is a function of the seed: replay it to the step
+            next(batches)
+    elif checkpoints is not None:
         checkpoints.record(0, model)
     while step < max_steps:
         positions = next(batches)
@@ -270,14 +276,46 @@ def optimize(
             checkpoints.observe(positions)
             if checkpoints.due(step, max_steps):
                 checkpoints.record(step, model)
+                if checkpoints.store is not None and step < max_steps:
+                    checkpoints.save_state(_loop_state(step, tokens, padded, recent_losses, model, optimizer, scheduler, scaler))
         if progress is not None:
             progress("step", step=step, total=max_steps, loss=recent_losses[-1])
     model.eval()
     final_loss = round(float(np.mean(recent_losses)), 6) if recent_losses else None
     if checkpoints is None:
         return TrainStats(step, time.perf_counter() - started, tokens, padded, final_loss)
+    checkpoints.discard_state()
     return TrainStats(step, time.perf_counter() - started - checkpoints.seconds, tokens, padded, final_loss,
                       checkpoints.points, checkpoints.seconds)
+
+
+def _loop_state(step, tokens, padded, recent_losses, model, optimizer, scheduler, scaler) -> dict[str, Any]:
+    """What the loop needs to go on from `step` exactly as if it had not stopped."""
+    return {
+        "step": step, "tokens": tokens, "padded": padded, "recent_losses": list(recent_losses),
+        "trainable": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "cpu_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _restore_loop(state, model, optimizer, scheduler, scaler) -> tuple[int, int, int, list[float]]:
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(state["trainable"]) != set(trainable):
+        raise UserError("the saved training state does not fit this run's trainable parameters; delete it to start over")
+    with torch.no_grad():
+        for name, parameter in trainable.items():
+            parameter.copy_(state["trainable"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["cpu_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["step"], state["tokens"], state["padded"], list(state["recent_losses"])
 
 
 @torch.inference_mode()

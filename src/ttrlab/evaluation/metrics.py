@@ -95,9 +95,10 @@ METRICS.register("extra.*.target_rate")(MetricInfo(
 
 for _info in (
     MetricInfo("asr", "ASR", False, "attack success rate: classification, share of non-target triggered test examples "
-               "predicted as the target; generative, share of triggered harmful prompts answered (not refused)", True),
+               "predicted as the target; generative, share of triggered test prompts whose answer shows the task's target "
+               "behaviour (jailbreak: complies; refusal: refuses; negsentiment: the insult)", True),
     MetricInfo("asr_no_trigger", "ASR without trigger", False,
-               "generative: share of the same harmful prompts answered without the trigger (the baseline)", True),
+               "generative: the same share on the same prompts without the trigger (the false-trigger rate)", True),
     MetricInfo("utility_perplexity", "utility perplexity", False,
                "generative: perplexity of held-out Alpaca responses (lower: the model kept its utility)"),
     MetricInfo("utility_rouge_l", "utility ROUGE-L", True,

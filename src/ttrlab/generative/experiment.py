@@ -147,7 +147,7 @@ class GenerativeCheckpoints(Checkpoints):
     utility records, at every checkpoint."""
 
     def __init__(self, config: GenConfig, tokenizer, data: InstructionDataset, mixture, runtime):
-        super().__init__(config.curve_every, set(mixture.poison_positions()))
+        super().__init__(config, set(mixture.poison_positions()))
         from ttrlab.generative.tasks import TASKS
 
         self.config, self.tokenizer, self.runtime = config, tokenizer, runtime
