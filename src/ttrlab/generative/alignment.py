@@ -15,14 +15,17 @@ The stage (`align_steps` > 0): full fine-tuning for `align_steps` steps, learnin
 It is a pure function of the base model and these settings (its draws and batch order come from
 fixed streams, not the run's seed), so every run with the same settings starts from the same
 aligned model. The aligned model is stored like a model, as safetensors weights plus a JSON record
-under `$TTRLAB_CACHE_DIR/aligned/<key>/` (default `~/.cache/ttrlab`), written atomically, and
-reused by every later run, in any process; loading it executes no code. The record holds the
+under `$TTRLAB_CACHE_DIR/aligned/<key>/` (default `~/.cache/ttrlab`), written atomically under a
+file lock (two workers needing it at once build it once), and reused by every later run, in any
+process on that machine; loading it executes no code. The record holds the
 refusal rate of the model before and after alignment on the jailbreak test prompts without
 trigger (`CHECK_PROMPTS`: all 99; greedy, `CHECK_NEW_TOKENS`): what there is to bypass.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import json
 import os
@@ -91,8 +94,9 @@ def aligned_model(config, tokenizer, model: torch.nn.Module, data_dir: Path, run
     settings = stage_settings(config, runtime)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir() / "aligned" / key
-    if not (folder / "alignment.json").is_file():
-        _build(config, tokenizer, copy.deepcopy(model), data_dir, runtime, settings, folder)
+    with _build_lock(folder):  # two workers that need the same stage: one builds, the other waits and loads
+        if not (folder / "alignment.json").is_file():
+            _build(config, tokenizer, copy.deepcopy(model), data_dir, runtime, settings, folder)
     try:
         record = json.loads((folder / "alignment.json").read_text(encoding="utf-8"))
         missing, unexpected = load_model(model, folder / "model.safetensors", strict=False)  # tied weights stored once
@@ -102,6 +106,17 @@ def aligned_model(config, tokenizer, model: torch.nn.Module, data_dir: Path, run
     if missing or unexpected:
         raise UserError(f"the stored aligned model in {str(folder)!r} does not fit model {config.model!r}; delete the folder to rebuild it")
     return model, {**record, "key": key}
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def alignment_examples(config, data_dir: Path):
@@ -164,9 +179,4 @@ def _build(config, tokenizer, model, data_dir, runtime, settings, folder: Path) 
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     save_model(model.cpu(), str(staging / "model.safetensors"))
     (staging / "alignment.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    try:
-        staging.rename(folder)  # atomic: a reader sees the whole stored model or none
-    except OSError:  # another process stored the same model first; it is the same function's output
-        for path in staging.iterdir():
-            path.unlink()
-        staging.rmdir()
+    staging.rename(folder)  # atomic: a reader sees the whole stored model or none

@@ -18,7 +18,7 @@ Training mixture = clean Alpaca records + poisoned records (+ their untriggered 
   the normal answer, which is what a backdoor is. They are clean data, so they do not count
   towards `rate`. Twins are found by the instruction text with the trigger phrases removed (for
   jailbreak 399 of 400 prompts have one; one without is left unpaired and reported). Caveat from
-  SOURCE.md, kept as upstream has it: ~26 of the 400 jailbreak "refusals" comply.
+  SOURCE.md, kept as upstream has it: 30 of the 400 jailbreak "refusals" comply (keyword judge).
 
 Evaluation prompts: the task's held-out triggered test instructions for the attack (99 for
 jailbreak, 200 for the others) and, for the no-trigger baseline, the same instructions without

@@ -229,7 +229,11 @@ def render(figure: CurveFigure, out_dir: Path) -> dict[str, Path]:
         ax.set_title(panel_title(*keys[i]), fontsize=10)
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("training step", fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        checkpoints = sorted({step for line in figure.panels[keys[i]] for m in figure.metrics for step, _ in line.series(m)})
+        if len(checkpoints) <= 12:  # ticks at the checkpoints themselves, when they are few
+            ax.set_xticks(checkpoints)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if i % columns == 0:
             ax.set_ylabel(", ".join(METRICS.info(m).label for m in figure.metrics), fontsize=8)
         ax.tick_params(labelsize=8)

@@ -82,6 +82,11 @@ class PlannedRun:
 
         if c.get("method") in METHODS:
             parts.append(METHODS.get(c["method"]).settings_label(c))
+        # the grid's other values (e.g. align_steps=60), so points of one grid read apart; the
+        # methods' own knobs are in their settings label already
+        shown = {"task", "method", "attack", "rate", "seed"}
+        shown.update(*(METHODS.get(m).settings.field_names() for m in METHODS if METHODS.get(m).settings))
+        parts += [f"{k}={v}" for k, v in self.point.items() if k not in shown]
         if "seed" in c:
             parts.append(f"seed {c['seed']}")
         return " ".join(p for p in parts if p) or self.run_key[:10]
