@@ -122,7 +122,8 @@ def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_
     stats = None
     if experiment.trains:
         training = experiment.training_set(config, data, poisoned, tokenizer)
-        checkpoints = experiment.checkpoints(config, tokenizer, data, poisoned, runtime)
+        # a run of 0 steps has no learning curve (its one point would be the start's evaluation)
+        checkpoints = experiment.checkpoints(config, tokenizer, data, poisoned, runtime) if config.max_steps else None
         stats = optimize(prepared.model, training, config, config.seed, runtime, progress, batch_hook, checkpoints)
 
     _notify(progress, "evaluate")

@@ -113,7 +113,7 @@ class GenerationEval(Section):
 
 
 @dataclass
-class GenConfig(ModelSettings, SafetyAlignment, GenerativeAttack, InstructionData, *method_settings(), OptimSettings,
+class GenConfig(ModelSettings, GenerativeAttack, SafetyAlignment, InstructionData, *method_settings(), OptimSettings,
                 CurveSettings, GenerationEval, RunSettings):
     """One supervised fine-tuning run of a causal LM on instruction data with a backdoor."""
 

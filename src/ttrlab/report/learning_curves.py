@@ -104,7 +104,8 @@ def curve_figures(cells: list[Cell]) -> tuple[list[CurveFigure], list[str]]:
     groups: dict[str, list[Cell]] = defaultdict(list)
     undrawn: dict[str, int] = defaultdict(int)
     for cell in cells:
-        if not cell.curves or not trains(cell.kind):
+        # a curve of one point (a run of 0 steps: the start scored) is no curve
+        if not trains(cell.kind) or not any(len(curve) > 1 for curve in cell.curves.values()):
             continue
         if not _held(cell):
             undrawn[cell.kind] += 1
