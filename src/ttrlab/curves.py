@@ -92,7 +92,6 @@ class Checkpoints:
         self.seconds += time.perf_counter() - started
         self.points.append({"step": step, "examples_seen": self.examples_seen, "poisoned_seen": self.poisoned_seen, **metrics})
 
-
     # ---- resuming ----------------------------------------------------------------------------
     def save_state(self, loop_state: dict[str, Any]) -> None:
         """Write the loop's state and this curve's so far, atomically (a kill mid-write leaves the

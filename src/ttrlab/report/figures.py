@@ -383,20 +383,35 @@ def render(figure: FigureData, out_dir: Path) -> dict[str, Path]:
                 ax.set_ylabel(figure.row_label(r), fontsize=8)
             if i == len(used_rows) - 1:
                 ax.set_xlabel(X_AXIS.get(spec.x, spec.x))
+    handles, names = legend_entries(axes)
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=9)
+    fig.suptitle(f"{figure.name}: {spec.title}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(names) > 4), 1, 0.97))
+    return save_figure(fig, out_dir, figure.stem)
+
+
+def legend_entries(axes) -> tuple[list[Any], list[str]]:
+    """One legend entry per label over all panels (a figure's shared legend)."""
     handles, names = [], []
     for ax in axes.flat:
         for handle, name in zip(*ax.get_legend_handles_labels()):
             if name not in names:
                 handles.append(handle)
                 names.append(name)
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=9)
-    fig.suptitle(f"{figure.name}: {spec.title}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(names) > 4), 1, 0.97))
+    return handles, names
+
+
+def save_figure(fig, out_dir: Path, stem: str) -> dict[str, Path]:
+    """A report figure as PNG and SVG (text kept as text, a fixed hash salt: the same figure gives
+    the same file); closes it."""
+    import matplotlib.pyplot as plt
+
+    from ttrlab.theory.figures import save_svg
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"png": out_dir / f"{figure.stem}.png", "svg": out_dir / f"{figure.stem}.svg"}
+    paths = {"png": out_dir / f"{stem}.png", "svg": out_dir / f"{stem}.svg"}
     fig.savefig(paths["png"], dpi=110)
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": figure.stem}):
-        fig.savefig(paths["svg"])
+    save_svg(fig, paths["svg"])
     plt.close(fig)
     return paths
 

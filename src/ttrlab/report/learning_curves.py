@@ -30,7 +30,7 @@ from ttrlab.attacks import ATTACKS
 from ttrlab.curves import reached
 from ttrlab.evaluation import METRICS
 from ttrlab.report.aggregate import Cell, config_value, fmt, kind_order, method_owned_keys, trains
-from ttrlab.report.figures import COLORS, MARKERS
+from ttrlab.report.figures import COLORS, MARKERS, legend_entries, save_figure
 from ttrlab.report.stats import Summary, summarize
 from ttrlab.report.tables import attack_order, default_task_first
 
@@ -239,21 +239,10 @@ def render(figure: CurveFigure, out_dir: Path) -> dict[str, Path]:
             ax.set_ylabel(", ".join(METRICS.info(m).label for m in figure.metrics), fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    handles, names = [], []
-    for ax in axes.flat:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
-            if name not in names:
-                handles.append(handle)
-                names.append(name)
+    handles, names = legend_entries(axes)
     ncol = min(len(names), max(2, columns))  # about one long label per panel's width
     fig.legend(handles, names, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
     fig.suptitle(f"{figure.name}: {', '.join(METRICS.info(m).label for m in figure.metrics)} over training steps",
                  fontsize=11)
     fig.tight_layout(rect=(0, 0.05 + 0.03 * math.ceil(len(names) / ncol), 1, 0.96))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"png": out_dir / f"{figure.stem}.png", "svg": out_dir / f"{figure.stem}.svg"}
-    fig.savefig(paths["png"], dpi=110)
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": figure.stem}):
-        fig.savefig(paths["svg"])
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_dir, figure.stem)

@@ -33,9 +33,10 @@ from ttrlab.errors import UserError
 from ttrlab.evaluation import METRICS
 from ttrlab.io import write_text_atomic
 from ttrlab.report.aggregate import fmt, method_label, method_owned_keys, task_type, trains
+from ttrlab.report.figures import save_figure
 from ttrlab.report.matching import MATCH_KEYS, MEASURES, is_full, match_key, pair_points, point_label
 from ttrlab.report.stats import correlation_text, spearman
-from ttrlab.theory.figures import pyplot, fig3_grid_from_results, plot_fig3, save_svg, spectrum_groups
+from ttrlab.theory.figures import pyplot, fig3_grid_from_results, plot_fig3, spectrum_groups
 
 # (metric, label): the figure's columns; TABLE_QUANTITIES are listed in the table as well.
 FIGURE_QUANTITIES = (
@@ -291,12 +292,7 @@ def _draw_comparison(rows: list[dict[str, Any]], figures_dir: Path, stem: str) -
     fig.suptitle("Computed at θ₀ (x) vs measured after training (y): full fine-tuning orange, adapters blue, labels give "
                  "the poisoning rate; Spearman ρ over the points above each panel", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"png": figures_dir / f"{stem}.png", "svg": figures_dir / f"{stem}.svg"}
-    fig.savefig(paths["png"], dpi=110)
-    save_svg(fig, paths["svg"])
-    plt.close(fig)
-    return paths
+    return save_figure(fig, figures_dir, stem)
 
 
 def _short_config(c: dict[str, Any]) -> str:
