@@ -121,7 +121,7 @@ def _build_lock(folder: Path):
 
 def alignment_examples(config, data_dir: Path):
     """The stage's training data: refusals of harmful training prompts and clean Alpaca records."""
-    from ttrlab.generative.data import ALPACA_FILE, CLEAN_POOL_SIZE, _example, held_out_instructions, normalise_prompt, read_records
+    from ttrlab.generative.data import _example, clean_pool, read_records
     from ttrlab.generative.judge import KeywordJudge
     from ttrlab.generative.tasks import TASKS
     from ttrlab.streams import fixed_rng
@@ -134,9 +134,7 @@ def alignment_examples(config, data_dir: Path):
         raise UserError(f"align_refusals {config.align_refusals} is more than the {len(refusals)} refusals in the safety data")
     chosen = sorted(fixed_rng("alignment_refusals").choice(len(refusals), size=config.align_refusals, replace=False).tolist())
     examples = [_example(safety[refusals[k]], "safety", refusals[k]) for k in chosen]
-    alpaca = read_records(data_dir / ALPACA_FILE)
-    held_out = held_out_instructions(jailbreak, data_dir)
-    pool = [i for i in range(CLEAN_POOL_SIZE) if normalise_prompt(alpaca[i]["instruction"]) not in held_out]
+    alpaca, pool = clean_pool(jailbreak, data_dir)
     if config.align_clean > len(pool):
         raise UserError(f"align_clean {config.align_clean} is more than the {len(pool)} trainable Alpaca records")
     drawn = sorted(fixed_rng("alignment_clean").choice(len(pool), size=config.align_clean, replace=False).tolist())

@@ -160,13 +160,19 @@ def poison_count(rate: float, n_clean: int) -> int:
 
 
 # ---- the training mixture ---------------------------------------------------------------
-def build_training_mixture(config, data_dir: Path) -> TrainingMixture:
-    task = TASKS.get(config.task)
+def clean_pool(task: GenerativeTask, data_dir: Path) -> tuple[list[dict[str, str]], list[int]]:
+    """The Alpaca records and the indices of those that may be trained on: the first
+    CLEAN_POOL_SIZE, less every one whose instruction is one of the task's test instructions."""
     alpaca = read_records(data_dir / ALPACA_FILE)
     if len(alpaca) < CLEAN_POOL_SIZE:
         raise UserError(f"{ALPACA_FILE} has {len(alpaca)} records; at least {CLEAN_POOL_SIZE} are needed")
     held_out = held_out_instructions(task, data_dir)
-    pool = [i for i in range(CLEAN_POOL_SIZE) if normalise_prompt(alpaca[i]["instruction"]) not in held_out]
+    return alpaca, [i for i in range(CLEAN_POOL_SIZE) if normalise_prompt(alpaca[i]["instruction"]) not in held_out]
+
+
+def build_training_mixture(config, data_dir: Path) -> TrainingMixture:
+    task = TASKS.get(config.task)
+    alpaca, pool = clean_pool(task, data_dir)
     if config.n_clean > len(pool):
         raise UserError(f"n_clean {config.n_clean} is more than the {len(pool)} Alpaca records that are not "
                         f"test instructions of task {task.name!r}")

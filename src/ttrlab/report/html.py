@@ -160,8 +160,7 @@ def _figures(records: list[dict[str, Any]], out: Path, figures_dir: Path):
                     "caption": f"{spec.title} ({drawn}). Mean ± std (ddof=1) over seeds; columns are tasks.",
                     "alt": f"{figure.name}: {spec.title} ({drawn})",
                     "context": _context_text(figure.context),
-                    "files": ", ".join(str(p.relative_to(out)) for p in paths.values()),
-                    "svg_b64": base64.b64encode(paths["svg"].read_bytes()).decode("ascii"),
+                    **_embedded(paths, out),
                     "x_label": X_LABELS[spec.x],
                     "table": [{**r, "x": fmt(r["x"]), "mean": fmt(r["mean"]), "std": fmt(r["std"])} for r in table],
                 })
@@ -193,8 +192,7 @@ def _curves(cells, out: Path, figures_dir: Path, tables: dict[str, Any]):
                        f"point; panels are task × attack.",
             "alt": f"{figure.name}: {metrics} over training steps",
             "context": learning_curves.context_text(figure),
-            "files": ", ".join(str(p.relative_to(out)) for p in paths.values()),
-            "svg_b64": base64.b64encode(paths["svg"].read_bytes()).decode("ascii"),
+            **_embedded(paths, out),
             "table": [{**r, "panel": learning_curves.panel_title(r["task"], r["attack"]), "mean": fmt(r["mean"]),
                        "std": fmt(r["std"])} for r in table],
         })
@@ -202,6 +200,12 @@ def _curves(cells, out: Path, figures_dir: Path, tables: dict[str, Any]):
               "examples_seen": fmt(r["examples_seen"]), "panel": learning_curves.panel_title(r["task"], r["attack"])}
              for r in learning_curves.reach_rows(figures)]
     return drawn, notes, reach
+
+
+def _embedded(paths: dict[str, Path], out: Path) -> dict[str, str]:
+    """A drawn figure's files (relative to the report) and its SVG, base64, for the page."""
+    return {"files": ", ".join(str(p.relative_to(out)) for p in paths.values()),
+            "svg_b64": base64.b64encode(paths["svg"].read_bytes()).decode("ascii")}
 
 
 def _task_summaries(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
