@@ -58,6 +58,24 @@ def install_plugin_kind(tmp_path: Path, monkeypatch, module: str, source: str) -
     return plugin_dir
 
 
+KINDS_DIR = Path(__file__).resolve().parent / "kinds"
+
+
+def install_counting_kind(tmp_path: Path, monkeypatch) -> Path:
+    """Load the "counting" kind (tests/kinds/counting_kind.py) through TTRLAB_PLUGINS, here and
+    in every process started from here; returns the log its computations go to (see
+    `counting_kind.computations`)."""
+    log = tmp_path / "computations.log"
+    monkeypatch.syspath_prepend(str(KINDS_DIR))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(KINDS_DIR), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("TTRLAB_PLUGINS", "counting_kind")
+    monkeypatch.setenv("TTRLAB_TEST_COUNT_LOG", str(log))
+    from ttrlab.sweep.kinds import load_plugins
+
+    load_plugins()
+    return log
+
+
 def require_data(path: Path, what: str = "shared data") -> None:
     """Skip the calling test when `path` is not a folder; fail it instead under TTRLAB_REQUIRE_DATA=1."""
     if path.is_dir():
