@@ -7,6 +7,14 @@ log path comes from the environment (TTRLAB_TEST_COUNT_LOG), not the config, so 
 of a run's identity. Each line is written with one O_APPEND write (atomic for short lines), so
 concurrent workers and drivers never interleave.
 
+Each line is `run_key <TAB> pid <TAB> hostname <TAB> node`, node being $TTRLAB_TEST_NODE (a
+label a test gives one Ray node's `ray start`, so its workers inherit it; "-" when unset).
+
+$TTRLAB_TEST_DB_GUARD (a folder, not holding the log), where set with the log, makes every
+process that imports this kind refuse, and log to `<log>.guard`, any open of a path under that
+folder and any sqlite3 connection: a test sets it for Ray nodes only (never the driver), to
+show that results reach the database through the driver alone (`guard_violations`).
+
 Config keys: x, seed (identity); seconds (how long a run takes); payload (bytes of filler in the
 result document, to fill a disk); rss_mb (memory the run holds while it sleeps, for memory caps).
 """
@@ -14,12 +22,15 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 
 from ttrlab.errors import UserError, did_you_mean
 from ttrlab.sweep.kinds import RUN_KINDS
 
 LOG_ENV = "TTRLAB_TEST_COUNT_LOG"
+NODE_ENV = "TTRLAB_TEST_NODE"
+GUARD_ENV = "TTRLAB_TEST_DB_GUARD"
 DEFAULTS = {"x": 0, "seed": 0, "seconds": 0.0, "payload": 0, "rss_mb": 0}
 
 
@@ -46,15 +57,42 @@ class Counting:
         del held
         log = os.environ.get(LOG_ENV)
         if log:
-            line = f"{self.run_key(config)}\t{os.getpid()}\t{platform.node()}\n".encode()
-            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+            _append(log, f"{self.run_key(config)}\t{os.getpid()}\t{platform.node()}\t{os.environ.get(NODE_ENV) or '-'}\n")
         return {"metrics": {"value": config["x"] * 10 + config["seed"]}, "pid": os.getpid(),
                 "payload": "x" * int(config["payload"]), "versions": {"counting": "1"}}
 
+
+def _append(path, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _install_db_guard(folder: str, report: str) -> None:
+    """From now on this process refuses (PermissionError) any open of a path under `folder` and
+    any sqlite3 connection, and logs each attempt to `report`. An audit hook cannot be removed:
+    for worker processes only."""
+    guarded = os.path.realpath(folder) + os.sep
+
+    def hook(event, args):
+        if event == "sqlite3.connect":
+            path = str(args[0]) if args else "?"
+        elif event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.fsdecode(args[0])
+            if not os.path.realpath(path).startswith(guarded):
+                return  # (the report itself lies outside `folder`: no recursion)
+        else:
+            return
+        _append(report, f"{event}\t{path}\t{os.getpid()}\t{os.environ.get(NODE_ENV) or '-'}\n")
+        raise PermissionError(f"{GUARD_ENV}: this process must not touch {path!r} ({event})")
+
+    sys.addaudithook(hook)
+
+
+if os.environ.get(GUARD_ENV) and os.environ.get(LOG_ENV):  # the module is imported once per process
+    _install_db_guard(os.environ[GUARD_ENV], f"{os.environ[LOG_ENV]}.guard")
 
 if "counting" not in RUN_KINDS:
     RUN_KINDS.register("counting")(Counting())
@@ -69,3 +107,21 @@ def computations(log_path) -> dict[str, int]:
                 key = line.split("\t", 1)[0]
                 counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def records(log_path) -> list[dict[str, str]]:
+    """Every computation in a log this kind wrote: {run_key, pid, host, node}, in log order."""
+    if not os.path.exists(log_path):
+        return []
+    with open(log_path, encoding="utf-8") as log:
+        fields = [line.rstrip("\n").split("\t") for line in log if line.strip()]
+    return [dict(zip(("run_key", "pid", "host", "node"), [*f, "-"][:4])) for f in fields]
+
+
+def guard_violations(log_path) -> list[str]:
+    """The lines `_install_db_guard` logged for the log at `log_path` (empty: no process touched the guarded folder)."""
+    path = f"{log_path}.guard"
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as report:
+        return [line.rstrip("\n") for line in report if line.strip()]
