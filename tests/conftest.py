@@ -8,6 +8,13 @@ broken setup, not a reason to pass with the data tests skipped)."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -119,3 +126,135 @@ def minilm():
     from ttrlab.models import load_classifier
 
     return load_classifier("minilm", 2, seed=0)
+
+
+# ---- PostgreSQL: a throw-away cluster for the store tests ---------------------------------
+# `postgres_cluster` (session) runs initdb + pg_ctl in a temp dir on a free port of 127.0.0.1
+# and stops it at the end; `postgres_url` gives a test its own fresh database; `store_db` runs a
+# store test once on SQLite and once on PostgreSQL. Where the binaries are missing the Postgres
+# tests skip, or fail under TTRLAB_REQUIRE_POSTGRES=1 (CI sets it when it has installed them).
+
+REQUIRE_POSTGRES_ENV = "TTRLAB_REQUIRE_POSTGRES"
+
+
+def postgres_bin_dir() -> Path | None:
+    """The folder holding initdb and pg_ctl: from PATH, else the newest /usr/lib/postgresql/*/bin
+    (Debian's packages keep them off PATH)."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb and pg_ctl:
+        return Path(initdb).resolve().parent  # through a symlink: `postgres` lies beside the real one
+    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").is_file() and (p / "pg_ctl").is_file()]
+    found.sort(key=lambda p: [int(part) if part.isdigit() else 0 for part in p.parent.name.split(".")])
+    return found[-1] if found else None
+
+
+def require_postgres() -> Path:
+    """The bin folder; skip the calling test without one, fail it under TTRLAB_REQUIRE_POSTGRES=1."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is not None:
+        return bin_dir
+    message = "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under /usr/lib/postgresql/*/bin"
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(f"{message}, and {REQUIRE_POSTGRES_ENV}=1 requires them (CI must not skip the Postgres tests)",
+                    pytrace=False)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class PostgresCluster:
+    """A running throw-away cluster: superuser `postgres`, trust auth, on 127.0.0.1:port."""
+    bin_dir: Path
+    root: Path
+    port: int
+    started_s: float = 0.0  # how long initdb + start took (the tests report it)
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def execute(self, sql: str) -> None:
+        """Run one statement as the superuser outside a transaction (CREATE/DROP DATABASE)."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                             autocommit=True, connect_timeout=10) as con:
+            con.execute(sql)
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the `postgres` user there."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """Start a PostgreSQL cluster of its own (never the system's "main" cluster on 5432) and
+    stop it and delete its folder at the end of the session, after failures too. fsync stays on:
+    the tests kill drivers and check what survived."""
+    bin_dir = require_postgres()
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="ttrlab-pg-"))  # not under pytest's 0700 basetemp: postgres must enter it
+    data, sockets, log = root / "data", root / "sockets", root / "server.log"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+    cluster = None
+    try:
+        subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                                     "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]),
+                       check=True, capture_output=True, text=True, timeout=120)
+        for attempt in range(3):  # the free port can be taken between the probe and the bind
+            port = _free_port()
+            options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sockets} "
+                       "-c max_connections=60 -c shared_buffers=32MB -c max_wal_size=256MB")
+            start = subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                                                 "-t", "60", "-o", options, "start"]),
+                                   capture_output=True, text=True, timeout=90)
+            if start.returncode == 0:
+                cluster = PostgresCluster(bin_dir, root, port)
+                break
+        if cluster is None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else start.stderr
+            pytest.fail(f"PostgreSQL did not start (pg_ctl: {start.stderr.strip()}):\n{tail}", pytrace=False)
+        cluster.started_s = time.perf_counter() - started
+        yield cluster
+    finally:
+        stopping = time.perf_counter()
+        if cluster is not None or (data / "postmaster.pid").exists():
+            stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
+            if subprocess.run(_as_postgres([*stop, "-m", "fast", "stop"]), capture_output=True, timeout=60).returncode:
+                subprocess.run(_as_postgres([*stop, "-m", "immediate", "stop"]), capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+        if cluster is not None and os.environ.get("TTRLAB_POSTGRES_TIMINGS") == "1":
+            print(f"\npostgres_cluster: start {cluster.started_s:.2f} s, stop {time.perf_counter() - stopping:.2f} s")
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster, request) -> str:
+    """A fresh, empty database of the session's cluster for this test, as a SQLAlchemy URL
+    (postgresql+psycopg://postgres@127.0.0.1:PORT/NAME); dropped afterwards, with any
+    connections a killed driver left behind."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres_cluster.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_cluster.url(name)
+    postgres_cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request, tmp_path) -> str:
+    """A results database for a store test, once per backend: an SQLite file path under
+    tmp_path (not created yet) or the URL of a fresh PostgreSQL database (`postgres_url`).
+    `is_postgres(store_db)` tells a test which one it got."""
+    if request.param == "sqlite":
+        return str(tmp_path / "r.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def is_postgres(db) -> bool:
+    return str(db).startswith("postgresql")
