@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,11 +134,15 @@ def minilm():
 # tests skip, or fail under TTRLAB_REQUIRE_POSTGRES=1 (CI sets it when it has installed them).
 
 REQUIRE_POSTGRES_ENV = "TTRLAB_REQUIRE_POSTGRES"
+POSTGRES_BIN_ENV = "TTRLAB_POSTGRES_BIN"  # a bin folder to use instead of searching
 
 
 def postgres_bin_dir() -> Path | None:
-    """The folder holding initdb and pg_ctl: from PATH, else the newest /usr/lib/postgresql/*/bin
-    (Debian's packages keep them off PATH)."""
+    """The folder holding initdb and pg_ctl: $TTRLAB_POSTGRES_BIN when set, else from PATH, else
+    the newest /usr/lib/postgresql/*/bin (Debian's packages keep them off PATH)."""
+    if os.environ.get(POSTGRES_BIN_ENV):
+        given = Path(os.environ[POSTGRES_BIN_ENV])
+        return given if (given / "initdb").is_file() and (given / "pg_ctl").is_file() else None
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb and pg_ctl:
         return Path(initdb).resolve().parent  # through a symlink: `postgres` lies beside the real one
@@ -153,7 +156,8 @@ def require_postgres() -> Path:
     bin_dir = postgres_bin_dir()
     if bin_dir is not None:
         return bin_dir
-    message = "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under /usr/lib/postgresql/*/bin"
+    where = os.environ.get(POSTGRES_BIN_ENV) or "on PATH or under /usr/lib/postgresql/*/bin"
+    message = f"PostgreSQL server binaries (initdb, pg_ctl) not found {where}"
     if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
         pytest.fail(f"{message}, and {REQUIRE_POSTGRES_ENV}=1 requires them (CI must not skip the Postgres tests)",
                     pytrace=False)
@@ -172,7 +176,6 @@ class PostgresCluster:
     bin_dir: Path
     root: Path
     port: int
-    started_s: float = 0.0  # how long initdb + start took (the tests report it)
 
     def url(self, dbname: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -197,19 +200,29 @@ def postgres_cluster():
     stop it and delete its folder at the end of the session, after failures too. fsync stays on:
     the tests kill drivers and check what survived."""
     bin_dir = require_postgres()
-    started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="ttrlab-pg-"))  # not under pytest's 0700 basetemp: postgres must enter it
     data, sockets, log = root / "data", root / "sockets", root / "server.log"
     sockets.mkdir()
     if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        shutil.chown(sockets, "postgres", "postgres")
+        try:
+            shutil.chown(root, "postgres", "postgres")
+            shutil.chown(sockets, "postgres", "postgres")
+        except LookupError:
+            shutil.rmtree(root, ignore_errors=True)
+            pytest.fail("running as root, the PostgreSQL cluster needs a `postgres` system user to run as "
+                        "(Debian's postgresql package creates it)", pytrace=False)
     cluster = None
     try:
-        subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                                     "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]),
-                       check=True, capture_output=True, text=True, timeout=120)
-        for attempt in range(3):  # the free port can be taken between the probe and the bind
+        if os.geteuid() == 0 and shutil.which("runuser") is None:
+            pytest.fail("running as root, the PostgreSQL cluster needs runuser (util-linux) to run as `postgres`",
+                        pytrace=False)
+        init = subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                                            "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]),
+                              capture_output=True, text=True, timeout=120)
+        if init.returncode:
+            pytest.fail(f"initdb failed (exit {init.returncode}): {(init.stderr or init.stdout).strip()[-2000:]}",
+                        pytrace=False)
+        for _ in range(3):  # the free port can be taken between the probe and the bind
             port = _free_port()
             options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sockets} "
                        "-c max_connections=60 -c shared_buffers=32MB -c max_wal_size=256MB")
@@ -222,21 +235,17 @@ def postgres_cluster():
         if cluster is None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else start.stderr
             pytest.fail(f"PostgreSQL did not start (pg_ctl: {start.stderr.strip()}):\n{tail}", pytrace=False)
-        cluster.started_s = time.perf_counter() - started
         yield cluster
     finally:
-        stopping = time.perf_counter()
         if cluster is not None or (data / "postmaster.pid").exists():
             stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
             if subprocess.run(_as_postgres([*stop, "-m", "fast", "stop"]), capture_output=True, timeout=60).returncode:
                 subprocess.run(_as_postgres([*stop, "-m", "immediate", "stop"]), capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
-        if cluster is not None and os.environ.get("TTRLAB_POSTGRES_TIMINGS") == "1":
-            print(f"\npostgres_cluster: start {cluster.started_s:.2f} s, stop {time.perf_counter() - stopping:.2f} s")
 
 
 @pytest.fixture
-def postgres_url(postgres_cluster, request) -> str:
+def postgres_url(postgres_cluster) -> str:
     """A fresh, empty database of the session's cluster for this test, as a SQLAlchemy URL
     (postgresql+psycopg://postgres@127.0.0.1:PORT/NAME); dropped afterwards, with any
     connections a killed driver left behind."""
