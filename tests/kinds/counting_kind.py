@@ -8,7 +8,9 @@ of a run's identity. Each line is written with one O_APPEND write (atomic for sh
 concurrent workers and drivers never interleave.
 
 Each line is `run_key <TAB> pid <TAB> hostname <TAB> node`, node being $TTRLAB_TEST_NODE (a
-label a test gives one Ray node's `ray start`, so its workers inherit it; "-" when unset).
+label a test gives one Ray node's `ray start`, so its workers inherit it; "-" when unset). The
+same line goes to `<log>.started` when a computation starts, so a test can tell a run killed
+mid-way (started, never finished) from one never begun (`records`).
 
 $TTRLAB_TEST_DB_GUARD (a folder, not holding the log), where set with the log, makes every
 process that imports this kind refuse, and log to `<log>.guard`, any open of a path under that
@@ -49,15 +51,20 @@ class Counting:
     def run_key(self, config):
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:24]
 
+    def _line(self, config) -> str:
+        return f"{self.run_key(config)}\t{os.getpid()}\t{platform.node()}\t{os.environ.get(NODE_ENV) or '-'}\n"
+
     def run(self, config, progress=None):
+        log = os.environ.get(LOG_ENV)
+        if log:  # a start, in its own file: `computations` counts finished ones only
+            _append(f"{log}.started", self._line(config))
         held = bytearray(int(config["rss_mb"]) * 2**20)
         for i in range(0, len(held), 4096):  # touch every page so it counts as resident
             held[i] = 1
         time.sleep(float(config["seconds"]))
         del held
-        log = os.environ.get(LOG_ENV)
         if log:
-            _append(log, f"{self.run_key(config)}\t{os.getpid()}\t{platform.node()}\t{os.environ.get(NODE_ENV) or '-'}\n")
+            _append(log, self._line(config))
         return {"metrics": {"value": config["x"] * 10 + config["seed"]}, "pid": os.getpid(),
                 "payload": "x" * int(config["payload"]), "versions": {"counting": "1"}}
 
@@ -110,7 +117,8 @@ def computations(log_path) -> dict[str, int]:
 
 
 def records(log_path) -> list[dict[str, str]]:
-    """Every computation in a log this kind wrote: {run_key, pid, host, node}, in log order."""
+    """Every computation in a log this kind wrote: {run_key, pid, host, node}, in log order
+    (`records(f"{log}.started")`: every computation that started, finished or not)."""
     if not os.path.exists(log_path):
         return []
     with open(log_path, encoding="utf-8") as log:
