@@ -194,15 +194,42 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
+def _stop_cluster(bin_dir: Path, root: Path) -> None:
+    data = root / "data"
+    if (data / "postmaster.pid").exists():
+        stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
+        if subprocess.run(_as_postgres([*stop, "-m", "fast", "stop"]), capture_output=True, timeout=60).returncode:
+            subprocess.run(_as_postgres([*stop, "-m", "immediate", "stop"]), capture_output=True, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _reap_orphaned_clusters(bin_dir: Path) -> None:
+    """Stop and delete the clusters of sessions that died without their teardown (SIGTERM from
+    `timeout`, SIGKILL): each cluster folder names the pytest process that owns it."""
+    for root in Path(tempfile.gettempdir()).glob("ttrlab-pg-*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # still being set up, or not ours
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            _stop_cluster(bin_dir, root)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster():
     """Start a PostgreSQL cluster of its own (never the system's "main" cluster on 5432) and
     stop it and delete its folder at the end of the session, after failures too. fsync stays on:
     the tests kill drivers and check what survived."""
     bin_dir = require_postgres()
+    _reap_orphaned_clusters(bin_dir)
     root = Path(tempfile.mkdtemp(prefix="ttrlab-pg-"))  # not under pytest's 0700 basetemp: postgres must enter it
     data, sockets, log = root / "data", root / "sockets", root / "server.log"
     sockets.mkdir()
+    (root / "owner.pid").write_text(str(os.getpid()))
     if os.geteuid() == 0:
         try:
             shutil.chown(root, "postgres", "postgres")
@@ -237,11 +264,7 @@ def postgres_cluster():
             pytest.fail(f"PostgreSQL did not start (pg_ctl: {start.stderr.strip()}):\n{tail}", pytrace=False)
         yield cluster
     finally:
-        if cluster is not None or (data / "postmaster.pid").exists():
-            stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
-            if subprocess.run(_as_postgres([*stop, "-m", "fast", "stop"]), capture_output=True, timeout=60).returncode:
-                subprocess.run(_as_postgres([*stop, "-m", "immediate", "stop"]), capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+        _stop_cluster(bin_dir, root)
 
 
 @pytest.fixture
