@@ -15,7 +15,8 @@ mid-way (started, never finished) from one never begun (`records`).
 $TTRLAB_TEST_DB_GUARD (a folder, not holding the log), where set with the log, makes every
 process that imports this kind refuse, and log to `<log>.guard`, any open of a path under that
 folder and any sqlite3 connection: a test sets it for Ray nodes only (never the driver), to
-show that results reach the database through the driver alone (`guard_violations`).
+show that results reach the database through the driver alone (`guard_violations`); each
+result it computes then names the folder (`db_guard`).
 
 Config keys: x, seed (identity); seconds (how long a run takes); payload (bytes of filler in the
 result document, to fill a disk); rss_mb (memory the run holds while it sleeps, for memory caps).
@@ -65,8 +66,11 @@ class Counting:
         del held
         if log:
             _append(log, self._line(config))
-        return {"metrics": {"value": config["x"] * 10 + config["seed"]}, "pid": os.getpid(),
-                "payload": "x" * int(config["payload"]), "versions": {"counting": "1"}}
+        result = {"metrics": {"value": config["x"] * 10 + config["seed"]}, "pid": os.getpid(),
+                  "payload": "x" * int(config["payload"]), "versions": {"counting": "1"}}
+        if _guarded is not None:
+            result["db_guard"] = _guarded  # the process that computed it could not touch this folder
+        return result
 
 
 def _append(path, line: str) -> None:
@@ -98,8 +102,10 @@ def _install_db_guard(folder: str, report: str) -> None:
     sys.addaudithook(hook)
 
 
+_guarded = None  # the folder this process guards, if any
 if os.environ.get(GUARD_ENV) and os.environ.get(LOG_ENV):  # the module is imported once per process
     _install_db_guard(os.environ[GUARD_ENV], f"{os.environ[LOG_ENV]}.guard")
+    _guarded = os.environ[GUARD_ENV]
 
 if "counting" not in RUN_KINDS:
     RUN_KINDS.register("counting")(Counting())
