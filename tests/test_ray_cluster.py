@@ -155,9 +155,13 @@ def cluster_env(tmp_path, monkeypatch):
 
 @pytest.mark.timeout(240)
 def test_sweep_survives_losing_a_node(cluster_env):
-    """A 12-run sweep (1 s a run) over two nodes; the second node is SIGKILLed once it has finished a run
-    and started its next one. The sweep must exit 0 with all 12 runs stored finished exactly
-    once (one row each, attempts 1, none failed), by the driver alone.
+    """A 12-run sweep (1 s a run) over two nodes; the second node is SIGKILLed once it has
+    finished a run and is 0.4 s into its next one. The sweep must exit 0 with all 12 runs
+    stored finished exactly once (one row each, attempts 1, none failed), by the driver alone.
+
+    Needs Ray to retry a task lost with its node (`max_retries` > 0 in `run_ray`); with
+    `max_retries=0` the cut-off run is stored as failed ("ray task failed: Task failed because
+    the node it was running on is dead or unavailable", a NodeDiedError) and the sweep exits 1.
 
     What "computed exactly once" can honestly mean when a node dies: a computation cut off
     mid-way never finished, so it does not count, and its run must be computed to completion
