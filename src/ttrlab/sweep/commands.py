@@ -1,5 +1,6 @@
 """`ttrlab sweep SPEC --db results.sqlite [--executor local|ray|inline] [--workers N] [--dry-run]
-[--retry-failed] [--fuse on|off] [--device D] [--precision P]`."""
+[--retry-failed] [--fuse on|off] [--lease S] [--device D] [--precision P]` and
+`ttrlab status --db results.sqlite [--spec SPEC] [--json]`."""
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,19 @@ def register(subparsers) -> None:
     sweep.add_argument("--fuse", default="on", metavar="on|off",
                        help="on (default): runs whose kind can train them together run as one fused group "
                             "in one worker; off: every run alone")
+    sweep.add_argument("--lease", type=float, default=None, metavar="SECONDS",
+                       help="drivers sharing a database: seconds without this driver's heartbeat after which "
+                            "another may take its runs over (default 120)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=_sweep)
+
+    status = subparsers.add_parser("status", help="finished / running (where, how long) / failed / pending runs "
+                                                  "of a results database; writes nothing")
+    status.add_argument("--db", required=True, help="results database: a file path (SQLite) or an SQLAlchemy URL")
+    status.add_argument("--spec", default=None, help="count exactly this spec's runs (default: every sweep stored)")
+    status.add_argument("--slowest", type=int, default=10, help="running runs to list, slowest first (default 10)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(func=_status)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -54,14 +66,47 @@ def _sweep(args: argparse.Namespace) -> int:
             for run in unit:
                 print(f"{'    ' if len(unit) > 1 else '  '}{run.run_key}  [{run.grid}] {run.label()}")
         return 0
+    from ttrlab.sweep.store import DEFAULT_LEASE_SECONDS
+
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
-                        retry_failed=args.retry_failed, ray_address=args.ray_address, fuse=fuse)
+                        retry_failed=args.retry_failed, ray_address=args.ray_address, fuse=fuse,
+                        lease=DEFAULT_LEASE_SECONDS if args.lease is None else args.lease)
     print(f"sweep {summary['sweep']!r}: {summary['planned']} runs planned, {summary['already_finished']} already "
           f"finished, {summary['ran']} ran ({summary['finished']} finished, {summary['failed']} failed), "
-          f"{summary['skipped_failed']} failed earlier and skipped; {summary['seconds']:.0f} s; db {summary['db']}")
+          f"{summary['skipped_failed']} failed earlier and skipped"
+          f"{_shared(summary)}; {summary['seconds']:.0f} s; db {summary['db']}")
     for label, message in summary["failures"]:
         print(f"  failed: {label}: {message}", file=sys.stderr)
     if summary["interrupted"]:
-        print("ttrlab: interrupted; finished runs are stored, re-run the same command to resume", file=sys.stderr)
-        return 130
+        print(f"ttrlab: interrupted ({summary['interrupted']}); finished runs are stored, re-run the same command "
+              "to resume", file=sys.stderr)
+        return 143 if summary["interrupted"] == "SIGTERM" else 130
     return 1 if summary["failed"] else 0
+
+
+def _shared(summary: dict) -> str:
+    """What other drivers on the same database did for this sweep, if anything."""
+    parts = []
+    if summary["stored_elsewhere"]:
+        parts.append(f"{summary['stored_elsewhere']} stored by another driver")
+    if summary["taken_over"]:
+        parts.append(f"{summary['taken_over']} taken over from a driver whose lease expired")
+    return "".join(f", {part}" for part in parts)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from ttrlab.errors import UserError
+    from ttrlab.sweep.spec import load_spec
+    from ttrlab.sweep.status import as_json, database_status, render, spec_status
+    from ttrlab.sweep.store import ResultStore, redacted
+
+    if args.slowest < 0:
+        raise UserError(f"--slowest {args.slowest} must be >= 0")
+    spec = load_spec(args.spec) if args.spec else None
+    with ResultStore(args.db, create=False) as store:
+        statuses = [spec_status(store, spec)] if spec is not None else database_status(store)
+        where = f"{redacted(store.url)} (schema {store.schema_version})"
+    print(json.dumps(as_json(statuses), indent=2) if args.json else render(statuses, where, args.slowest))
+    return 0

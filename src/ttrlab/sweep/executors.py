@@ -3,15 +3,18 @@ writes it to the database the moment it arrives (only the driver touches the dat
 
 A work unit (`groups.work_units`) is a list of planned runs dispatched as one task: a unit of
 one runs through `execute_one`, a fused unit of K runs through its kind's `run_group` in one
-worker, and either way the driver gets one outcome per run (`execute_unit`).
+worker, and either way the driver gets one outcome per run (`execute_unit`). Executors take
+units from a `claims.WorkQueue` only when they can start them, so the runs are claimed in the
+database the moment they are dispatched (several drivers on one database split the work).
 
 - `inline`: in this process, one unit after another (debugging, benchmarks).
 - `local`: a pool of long-lived worker processes ("spawn"), each with its own model cache
   (`ttrlab.models` caches the pretrained weights per process, so a worker loads a model once
   and then only copies it per run). The driver hands a worker its next unit when it is free,
   so it always knows which unit each worker holds: a worker that dies (OOM killer, segfault)
-  fails every run of that unit with the exit code and is replaced. Workers ignore SIGINT; on Ctrl-C the
-  driver terminates them and stops — finished runs are already in the database, the runs in
+  fails every run of that unit with the exit code and is replaced. Workers ignore SIGINT and
+  SIGTERM (a terminal's Ctrl-C and a batch system's SIGTERM reach the whole process group); the
+  driver then kills them and stops — finished runs are already in the database, the runs in
   flight are redone next time. Workers exit by themselves if the driver disappears (SIGKILL).
   When the spec's runs need GPUs (`resources.gpus > 0`) the pool is sized by GPUs instead of
   cores, and each worker is pinned to its own GPU(s) through `CUDA_VISIBLE_DEVICES` (see
@@ -26,7 +29,7 @@ import datetime as dt
 import math
 import multiprocessing as mp
 import os
-import queue
+import queue as queue_module
 import signal
 import sys
 import threading
@@ -38,6 +41,7 @@ from typing import Any
 
 from ttrlab.errors import UserError
 from ttrlab.registry import Registry
+from ttrlab.sweep.claims import WorkQueue
 from ttrlab.sweep.groups import Unit, unit_label
 from ttrlab.sweep.monitor import Monitor, Throttle
 from ttrlab.sweep.spec import PlannedRun, Resources
@@ -74,8 +78,9 @@ def _no_check(resources: Resources, workers: int | None) -> None:
 
 @dataclass(frozen=True)
 class Executor:
-    """A registered executor. `run(units, on_outcome, monitor, resources, workers=None, **options)`
-    runs the work units (lists of planned runs, largest first, from `groups.work_units`), calls
+    """A registered executor. `run(queue, on_outcome, monitor, resources, workers=None, **options)`
+    runs the work units it takes from `queue` (a `claims.WorkQueue`: call `take()` only when a
+    unit can start; None with `queue.exhausted` False means "ask again soon"), calls
     `on_outcome` once per run and `monitor.start_run`/`finish_unit` once per unit;
     `check(resources, workers)` raises a UserError when this executor
     cannot serve the spec here (no GPU visible, an extra not installed) — the driver calls it
@@ -179,11 +184,20 @@ def _configs(unit: Unit) -> tuple[str, list[dict[str, Any]]]:
     return unit[0].kind, [run.config_dict for run in unit]
 
 
+def _idle(queue: WorkQueue) -> None:
+    """Nothing to start now, but runs held by other drivers may come free: wait a little."""
+    time.sleep(min(queue.poll, 0.5))
+
+
 # ---- inline -----------------------------------------------------------------------------------
 @executor("inline")
-def run_inline(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
+def run_inline(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
                workers: int | None = None, **_: Any) -> None:
-    for unit in units:
+    while not queue.exhausted:
+        unit = queue.take()
+        if unit is None:
+            _idle(queue)
+            continue
         monitor.start_run(0, unit_label(unit))
         throttle = Throttle()
 
@@ -265,7 +279,8 @@ def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int, c
     """A long-lived worker: take (unit index, kind, configs) from `inbox` until None."""
     if cuda_visible is not None:  # first, before any kind imports torch (CUDA reads it once)
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C means
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C and SIGTERM mean
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     _set_threads(threads)
     while True:
@@ -293,37 +308,50 @@ class _Worker:
                                    name=f"ttrlab-worker-{worker_id}", daemon=True)
         self.process.start()
         self.current: int | None = None  # index of the unit it holds
+        self.stopped = False
 
     def assign(self, index: int, unit: Unit) -> None:
         self.current = index
         self.inbox.put((index, *_configs(unit)))
 
     def stop(self) -> None:
+        self.stopped = True
         self.inbox.put(None)
 
 
 @executor("local", check=_check_local)
-def run_local(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
+def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
               workers: int | None = None, **_: Any) -> None:
-    if not units:
+    if queue.exhausted:
         return
-    slots = local_slots(resources, workers)[:len(units)]
+    slots = local_slots(resources, workers)[:queue.units]
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     pool: list[_Worker] = []
-    pending = list(range(len(units)))[::-1]  # a stack: pop() gives units in the order given
-    remaining = len(units)  # units not yet delivered
-    completed: set[int] = set()
+    held: dict[int, Unit] = {}  # units handed to a worker and not delivered yet, by index
+    counter = iter(range(10**12))
     next_id = len(slots)
+
+    def feed(worker: _Worker) -> None:
+        unit = queue.take()
+        if unit is not None:
+            index = next(counter)
+            held[index] = unit
+            worker.assign(index, unit)
+            monitor.start_run(worker.id, unit_label(unit))
+        elif queue.exhausted:
+            worker.stop()
+
     try:
         for worker_id, slot in enumerate(slots):
             pool.append(_Worker(ctx, worker_id, events, resources.torch_threads, slot))
-        for worker in pool:
-            _feed(worker, pending, units, monitor)
-        while remaining:
+        while held or not queue.exhausted:
+            for worker in pool:
+                if worker.current is None and not worker.stopped:
+                    feed(worker)
             try:
                 message = events.get(timeout=0.25)
-            except queue.Empty:
+            except queue_module.Empty:
                 message = None
             if message is not None:
                 kind, worker_id, index = message[:3]
@@ -331,54 +359,40 @@ def run_local(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resour
                 if kind == "event":
                     monitor.event(worker_id, message[3], message[4])
                     continue
-                if index in completed:
-                    continue
-                completed.add(index)
-                outcomes = [Outcome(run, *outcome) for run, outcome in zip(units[index], message[3])]
+                unit = held.pop(index, None)
+                if unit is None:
+                    continue  # already failed as its worker's death
+                outcomes = [Outcome(run, *outcome) for run, outcome in zip(unit, message[3])]
                 _deliver(outcomes, on_outcome, monitor, worker_id)
-                remaining -= 1
                 if worker is not None:
                     worker.current = None
-                    _feed(worker, pending, units, monitor)
             # a worker that died holding a unit: fail each of its runs, replace the worker
             for i, worker in enumerate(pool):
                 if worker.process.is_alive() or worker.current is None or not events.empty():
                     continue  # (a message still queued may be this worker's last result)
-                if worker.current in completed:
-                    worker.current = None
+                unit = held.pop(worker.current, None)
+                worker.current = None
+                if unit is None:
                     continue
-                completed.add(worker.current)
-                unit = units[worker.current]
                 error = f"worker process died (exit code {worker.process.exitcode}) while running this config"
                 if len(unit) > 1:
                     error += f" (one of {len(unit)} runs fused in that worker)"
                 _deliver([Outcome(run, None, error, None, None) for run in unit], on_outcome, monitor, worker.id)
-                remaining -= 1
-                replacement = _Worker(ctx, next_id, events, resources.torch_threads, worker.slot)
+                pool[i] = _Worker(ctx, next_id, events, resources.torch_threads, worker.slot)
                 next_id += 1
-                pool[i] = replacement
-                _feed(replacement, pending, units, monitor)
     finally:
         _shutdown(pool)
 
 
-def _feed(worker: _Worker, pending: list[int], units: list[Unit], monitor: Monitor) -> None:
-    if pending:
-        index = pending.pop()
-        worker.assign(index, units[index])
-        monitor.start_run(worker.id, unit_label(units[index]))
-    else:
-        worker.stop()
-
-
 def _shutdown(pool: list[_Worker]) -> None:
-    """Stop idle workers politely; terminate busy ones (their runs are not recorded)."""
+    """Stop idle workers politely; kill busy ones (their runs are not recorded, and they ignore
+    SIGTERM, see `_worker_main`)."""
     for worker in pool:
         if worker.process.is_alive():
             if worker.current is None:
                 worker.stop()
             else:
-                worker.process.terminate()
+                worker.process.kill()
     deadline = time.monotonic() + 5
     for worker in pool:
         worker.process.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -406,15 +420,21 @@ def _ray_task(kind_name: str, config_dicts: list[dict[str, Any]], threads: int):
     return execute_unit(kind_name, config_dicts, None)
 
 
+NODE_LOSS_RETRIES = 3  # a unit whose Ray node dies is started again elsewhere up to this often
+
+
 @executor("ray", check=_check_ray, on_this_machine=False)
-def run_ray(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
+def run_ray(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
             workers: int | None = None, ray_address: str | None = None, **_: Any) -> None:
     """Each unit a Ray task needing `resources.cpus` CPUs and `resources.gpus` GPUs, one run's
     needs even for a fused unit (Ray pins the task to its GPUs through CUDA_VISIBLE_DEVICES);
     at most `workers` units in flight (default: as many as the cluster's CPUs allow). Ray reuses its worker processes between tasks, so the
-    per-process model cache still saves reloads."""
+    per-process model cache still saves reloads. A unit whose node dies under it (Ray's
+    NodeDiedError) is started again on another node, up to NODE_LOSS_RETRIES times; a unit
+    whose own worker process dies fails at once, as in the local pool (Ray's task retries stay
+    off, so a run that crashes its worker is not computed four times)."""
     ray = _import_ray()
-    if not units:
+    if queue.exhausted:
         return
     started_here = False
     if not ray.is_initialized():
@@ -426,25 +446,36 @@ def run_ray(units: list[Unit], on_outcome: OnOutcome, monitor: Monitor, resource
     remote = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)(_ray_task)
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.cpus, 1e-9)))
-    pending = list(range(len(units)))[::-1]
-    in_flight: dict[Any, int] = {}
+    in_flight: dict[Any, Unit] = {}
+    again: list[Unit] = []  # units whose node died under them: not the runs' fault, run them elsewhere
+    node_losses: dict[int, int] = {}
     try:
-        while pending or in_flight:
-            while pending and len(in_flight) < workers:
-                index = pending.pop()
-                ref = remote.remote(*_configs(units[index]), resources.torch_threads)
-                in_flight[ref] = index
-                monitor.start_run(f"ray{index}", unit_label(units[index]))
+        while in_flight or again or not queue.exhausted:
+            while len(in_flight) < workers:
+                unit = again.pop() if again else queue.take()
+                if unit is None:
+                    break
+                ref = remote.remote(*_configs(unit), resources.torch_threads)
+                in_flight[ref] = unit
+                monitor.start_run(f"ray{id(ref)}", unit_label(unit))
+            if not in_flight:
+                _idle(queue)
+                continue
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in ready:
-                index = in_flight.pop(ref)
-                unit = units[index]
+                unit = in_flight.pop(ref)
                 try:
                     returned = ray.get(ref)
+                except ray.exceptions.NodeDiedError as failure:
+                    node_losses[id(unit)] = node_losses.get(id(unit), 0) + 1
+                    if node_losses[id(unit)] <= NODE_LOSS_RETRIES:
+                        again.append(unit)  # this driver still holds its claims
+                        continue
+                    returned = [(None, f"ray task failed: {failure}", None, None)] * len(unit)
                 except Exception as failure:  # the worker died or Ray lost the task
                     returned = [(None, f"ray task failed: {failure}", None, None)] * len(unit)
                 outcomes = [Outcome(run, *outcome) for run, outcome in zip(unit, returned)]
-                _deliver(outcomes, on_outcome, monitor, f"ray{index}")
+                _deliver(outcomes, on_outcome, monitor, f"ray{id(ref)}")
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=True)

@@ -9,6 +9,7 @@
 
       [3/20] finished  train sst2 ff upa ρ=0.1 seed 0  41.2 s
       [4/20] FAILED  train sst2 lora bpa ρ=0.2 r=8 seed 1  12.0 s: RuntimeError: CUDA out of memory
+      [5/20] stored by another driver  train sst2 ff upa ρ=0.2 seed 1
 
 Both can be on at once (`ttrlab sweep ... > log` in a terminal); `--quiet` turns both off.
 """
@@ -24,6 +25,7 @@ from ttrlab.progress import progress_bars
 
 if TYPE_CHECKING:
     from ttrlab.sweep.executors import Outcome
+    from ttrlab.sweep.spec import PlannedRun
 
 
 def _isatty(stream: TextIO | None) -> bool:
@@ -85,6 +87,15 @@ class Monitor:
             self._progress.update(task, total=info["total"], completed=info.get("step", 0), info=text)
         else:
             self._progress.update(task, info=event)
+
+    def stored_elsewhere(self, run: PlannedRun) -> None:
+        """A run this sweep planned was stored by another driver sharing the database."""
+        self.done += 1
+        if self.lines:
+            print(f"[{self.done}/{self.total}] stored by another driver  {run.kind} {run.label()}", file=self._out,
+                  flush=True)
+        if self._runs is not None:
+            self._progress.update(self._runs, advance=1)
 
     def finish_run(self, worker: Any, outcome: Outcome) -> None:
         self.finish_unit(worker, [outcome])

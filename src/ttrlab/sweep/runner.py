@@ -1,23 +1,65 @@
 """`run_sweep`: spec → planned runs → skip what the database already holds → work units (fused
-groups, `groups.work_units`) → execute → store.
+groups, `groups.work_units`) → claim each unit's runs as it is dispatched (`claims.WorkQueue`)
+→ execute → store.
 
 The driver writes every outcome to the database the moment it arrives, one transaction per
-run, so stopping at any point (Ctrl-C, SIGKILL, a crash) loses at most the runs in flight.
+run, so stopping at any point (Ctrl-C, SIGTERM, SIGKILL, a crash) loses at most the runs in
+flight. Drivers sharing a database split the runs through their claims; a run whose driver
+was killed is taken over by another once its lease expires.
+
+If the database cannot take a result (the disk is full, the server went away), the sweep stops
+at once with one line: what is stored stays stored, and re-running resumes.
 """
 from __future__ import annotations
 
 import os
 import platform
+import signal
+import threading
 import time
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 from ttrlab.errors import UserError
+from sqlalchemy.exc import DBAPIError
+
+from ttrlab.sweep.claims import WorkQueue
 from ttrlab.sweep.executors import EXECUTORS, Outcome
 from ttrlab.sweep.groups import work_units
 from ttrlab.sweep.monitor import Monitor
 from ttrlab.sweep.spec import PlannedRun, SweepSpec, load_spec
-from ttrlab.sweep.store import FAILED, FINISHED, ResultStore, database_url, redacted
+from ttrlab.sweep.store import (
+    DEFAULT_LEASE_SECONDS,
+    FAILED,
+    FINISHED,
+    EmptyDatabase,
+    Owner,
+    ResultStore,
+    database_url,
+    redacted,
+    sqlite_path,
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's stop, `kill`): handled exactly like Ctrl-C."""
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """In the main thread, turn SIGTERM into `Terminated` for the duration of a sweep."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def plan(spec: SweepSpec, db: str | os.PathLike | None, retry_failed: bool = False) -> dict[str, Any]:
@@ -25,11 +67,13 @@ def plan(spec: SweepSpec, db: str | os.PathLike | None, retry_failed: bool = Fal
     expansion = spec.expand()
     statuses: dict[str, str] = {}
     if db is not None:
-        url = database_url(db)
-        exists = not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).is_file()
-        if exists:
-            with ResultStore(db) as store:
-                statuses = store.statuses(spec.kind, [r.run_key for r in expansion.runs])
+        path = sqlite_path(database_url(db))
+        if path is None or path.is_file():
+            try:
+                with ResultStore(db, create=False) as store:  # a plan writes nothing, not even tables
+                    statuses = store.statuses(spec.kind, [r.run_key for r in expansion.runs])
+            except EmptyDatabase:
+                pass
     finished = [r for r in expansion.runs if statuses.get(r.run_key) == FINISHED]
     failed = [r for r in expansion.runs if statuses.get(r.run_key) == FAILED]
     todo = [r for r in expansion.runs
@@ -60,17 +104,23 @@ def run_sweep(
     retry_failed: bool = False,
     ray_address: str | None = None,
     fuse: bool = True,
+    lease: float = DEFAULT_LEASE_SECONDS,
 ) -> dict[str, Any]:
     """Run every planned run of `spec` that `db` does not hold yet; return a summary dict:
     planned, duplicates_dropped, already_finished, skipped_failed, ran, finished, failed,
-    interrupted, seconds, failures [(label, last error line)], db. With `fuse`, runs whose kind
+    stored_elsewhere (runs another driver on the same database stored meanwhile), taken_over
+    (runs claimed from a driver whose lease expired), interrupted (None, "SIGINT" or
+    "SIGTERM"), seconds, failures [(label, last error line)], db. With `fuse`, runs whose kind
     gives them the same fusion key train together in one worker (`groups.work_units`); each
-    run is still stored on its own."""
+    run is still stored on its own. `lease`: seconds without a heartbeat after which another
+    driver may take this one's runs over."""
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
     chosen = EXECUTORS.get(executor)
     if workers is not None and workers < 1:
         raise UserError(f"workers {workers} must be >= 1")
+    if not (1.0 <= lease <= 86400.0):
+        raise UserError(f"lease {lease!r} must be between 1 and 86400 seconds")
     planned = plan(spec, db, retry_failed)
     todo: list[PlannedRun] = planned["todo"]
     if todo:
@@ -85,9 +135,11 @@ def run_sweep(
         "duplicates_dropped": expansion.duplicates,
         "already_finished": len(planned["finished"]),
         "skipped_failed": 0 if retry_failed else len(planned["failed"]),
-        "ran": 0, "finished": 0, "failed": 0, "interrupted": False, "seconds": 0.0, "failures": [],
+        "ran": 0, "finished": 0, "failed": 0, "stored_elsewhere": 0, "taken_over": 0, "interrupted": None,
+        "seconds": 0.0, "failures": [],
     }
     started = time.perf_counter()
+    owner = Owner()
     with ResultStore(db) as store:
         sweep_id = store.register_sweep(spec.name, spec.sha256, spec.source_text, spec.source_path,
                                         planned_runs=len(expansion.runs))
@@ -96,9 +148,16 @@ def run_sweep(
 
         def on_outcome(outcome: Outcome) -> None:
             run = outcome.run
-            store.record(sweep_id=sweep_id, kind=run.kind, run_key=run.run_key, config=run.config_dict,
-                         result=outcome.result, error=outcome.error, started_at=outcome.started_at,
-                         seconds=outcome.seconds, host=host)
+            try:
+                store.record(sweep_id=sweep_id, kind=run.kind, run_key=run.run_key, config=run.config_dict,
+                             result=outcome.result, error=outcome.error, started_at=outcome.started_at,
+                             seconds=outcome.seconds, host=host, owner=owner)
+            except DBAPIError as error:
+                raise UserError(
+                    f"cannot store run {run.label()!r} in database {summary['db']!r}: "
+                    f"{str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__}; "
+                    f"the {summary['finished'] + summary['failed']} runs stored before are intact, "
+                    "re-run the same command to resume") from None
             summary["ran"] += 1
             if outcome.ok:
                 summary["finished"] += 1
@@ -107,10 +166,17 @@ def run_sweep(
                 summary["failures"].append((run.label(), outcome.last_error_line))
 
         with Monitor(len(todo), enabled=progress and bool(todo), title=f"{spec.name}") as monitor:
+            def on_settled(run: PlannedRun) -> None:
+                store.link(sweep_id, run.kind, [run.run_key])
+                monitor.stored_elsewhere(run)
+
+            queue = WorkQueue(work_units(todo, fuse=fuse), store, owner=owner, sweep_id=sweep_id,
+                              retry_failed=retry_failed, fuse=fuse, lease=lease, on_settled=on_settled)
             try:
-                chosen.run(work_units(todo, fuse=fuse), on_outcome, monitor, spec.resources, workers=workers,
-                           ray_address=ray_address)
-            except KeyboardInterrupt:
-                summary["interrupted"] = True
+                with _sigterm_as_interrupt(), queue:
+                    chosen.run(queue, on_outcome, monitor, spec.resources, workers=workers, ray_address=ray_address)
+            except KeyboardInterrupt as interrupt:
+                summary["interrupted"] = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+            summary["stored_elsewhere"], summary["taken_over"] = queue.settled, queue.taken_over
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary

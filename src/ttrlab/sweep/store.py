@@ -8,6 +8,15 @@ Schema
   document, timings, versions, host and (for a failed run) the error.
 - `metrics`: (run, name, value), the result's metrics flattened (`clean.accuracy`, `asr`, ...).
 - `sweep_runs`: which sweeps contain which runs (a run shared by two specs is done once).
+- `claims`: the runs some driver is computing right now, unique on (kind, run_key): owner (one
+  id per driver process), host, pid, claimed-at and a heartbeat the driver renews while it
+  lives. A claim whose heartbeat is older than its lease is expired: its driver is gone, and
+  the first other driver to take it over (one compare-and-swap update) recomputes the run.
+  Recording a run deletes its claim in the same transaction.
+- `ttrlab_meta`: the schema version. A database from before claims (version 1: no such table)
+  is migrated on first write (the new tables are added; nothing stored changes); one from a
+  newer ttrlab, a foreign database or a file that is not a database is refused with one line
+  and never written.
 
 Consistency under SIGKILL
 -------------------------
@@ -15,12 +24,16 @@ A run's row, its metrics and its sweep link are written in one transaction when 
 nothing is written while it runs. On SQLite the database is in WAL mode with
 `synchronous=FULL`, so a process killed at any moment leaves either the whole run or none of it
 (a commit either reached the WAL or it did not), never half a row, and the unique key forbids a
-duplicate. Re-running the sweep skips finished runs and redoes the others.
+duplicate. Re-running the sweep skips finished runs and redoes the others. Write transactions
+on SQLite start with `BEGIN IMMEDIATE`, so two drivers queue for the write lock (busy_timeout)
+instead of failing when one upgrades a read to a write.
+
+Reading (`ResultStore(db, create=False)`, what reports and `ttrlab status` use) never writes:
+SQLite opens read-only, nothing is created or migrated.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import platform
@@ -28,6 +41,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import uuid
+from dataclasses import dataclass, field
 
 from sqlalchemy import (
     JSON,
@@ -39,16 +55,26 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from ttrlab.errors import UserError
 
 FINISHED, FAILED = "finished", "failed"
+SCHEMA_VERSION = 2  # 1: sweeps, runs, metrics, sweep_runs; 2: + claims, ttrlab_meta
+DEFAULT_LEASE_SECONDS = 120.0
+
+# What `claim` found: this driver now holds the run (new, or taken over from a driver whose
+# lease expired); it is stored already (finished, or failed and not to be retried); another
+# live driver holds it.
+CLAIMED, TAKEN_OVER, SETTLED, BUSY = "claimed", "taken over", "settled", "busy"
 
 
 class Base(DeclarativeBase):
@@ -106,15 +132,65 @@ class SweepRun(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
 
 
+class Claim(Base):
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("kind", "run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    run_key: Mapped[str] = mapped_column(String(64))
+    sweep_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    label: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    lease_seconds: Mapped[float] = mapped_column(Float)
+    takeovers: Mapped[int] = mapped_column(Integer, default=0)
+
+    def expired(self, now: dt.datetime) -> bool:
+        return (now - self.heartbeat_at).total_seconds() > self.lease_seconds
+
+
+class Meta(Base):
+    __tablename__ = "ttrlab_meta"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+# The tables (and columns) a ttrlab database of each schema version has; anything else is foreign.
+TTRLAB_TABLES_V1 = {"sweeps", "runs", "metrics", "sweep_runs"}
+TTRLAB_TABLES = {table.name for table in Base.metadata.sorted_tables}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who claims runs: one id per driver process, plus where it runs (shown by `ttrlab status`)."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    host: str = field(default_factory=platform.node)
+    pid: int = field(default_factory=os.getpid)
+
+
 def database_url(db: str | os.PathLike) -> str:
     """A path becomes an SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
     text = str(db)
     if "://" in text:
         try:
-            make_url(text)
+            url = make_url(text)
         except ArgumentError:
-            raise UserError(f"database URL {text!r} is not a valid SQLAlchemy URL") from None
-        return text
+            raise UserError(f"database URL {redacted(text)!r} is not a valid SQLAlchemy URL "
+                            "(e.g. postgresql+psycopg://user@host/db, or give a file path for SQLite)") from None
+        if url.drivername in ("postgresql", "postgres"):  # SQLAlchemy's default is psycopg2; ttrlab ships psycopg 3
+            url = url.set(drivername="postgresql+psycopg")
+        try:
+            url.get_dialect()
+        except NoSuchModuleError:
+            raise UserError(f"database URL {redacted(text)!r}: unknown database kind {url.drivername!r} "
+                            "(e.g. sqlite:///path, postgresql+psycopg://user@host/db)") from None
+        return url.render_as_string(hide_password=False)
     path = Path(text).expanduser()
     if path.is_dir():
         raise UserError(f"database {text!r} is a directory; give a file path such as results.sqlite")
@@ -124,7 +200,10 @@ def database_url(db: str | os.PathLike) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with any password hidden (for reports and messages)."""
+    """The URL with any password hidden, an SQLite file as its path (for reports and messages)."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -143,25 +222,136 @@ def flatten_metrics(metrics: Mapping[str, Any] | None, prefix: str = "") -> dict
     return flat
 
 
+def storable(value: Any) -> Any:
+    """`value` as every database can store it: JSON types only (others via str), a non-finite
+    float as None (JSON has no NaN; PostgreSQL refuses it), no NUL character in a string
+    (PostgreSQL text cannot hold one)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return storable(str(value))
+
+
+class EmptyDatabase(UserError):
+    """A reader opened a database that exists but holds no ttrlab tables yet."""
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for a server database or an in-memory one)."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class ResultStore:
-    """Open (and create if needed) a results database."""
+    """Open a results database: `create=True` (a driver) creates it and its tables if needed and
+    migrates an older schema; `create=False` (a reader: reports, `ttrlab status`) requires an
+    existing ttrlab database and never writes to it. Either way a file that is not a database,
+    a foreign database or a newer schema is refused with one line before anything is written."""
 
     def __init__(self, db: str | os.PathLike, create: bool = True):
         self.url = database_url(db)
-        if not create and self.url.startswith("sqlite:///") and not Path(self.url[len("sqlite:///"):]).is_file():
-            raise UserError(f"database {self.url[len('sqlite:///'):]!r} does not exist")
-        self.engine: Engine = create_engine(self.url)
+        self.writable = create
+        path = sqlite_path(self.url)
+        if path is not None and not create and not path.is_file():
+            raise UserError(f"database {str(path)!r} does not exist")
+        # A reader opens SQLite read-only, so not even a journal-mode change reaches the file.
+        engine_url = f"sqlite:///file:{path}?mode=ro&uri=true" if path is not None and not create else self.url
+        try:
+            self.engine: Engine = create_engine(engine_url)
+        except ImportError as error:  # the URL names a database whose Python driver is not installed
+            raise UserError(f"database URL {redacted(self.url)!r} needs a driver that is not installed "
+                            f"({error.name or error}); for PostgreSQL: pip install 'ttrlab[postgres]'") from None
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connection)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate if create else _sqlite_begin)
+        try:
+            self.schema_version = self._open_schema()
+        except UserError:
+            self.engine.dispose()
+            raise
+        except (OperationalError, DatabaseError) as error:
+            self.engine.dispose()
+            raise UserError(f"cannot open database {redacted(self.url)!r}: {_first_line(error)}") from None
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _open_schema(self) -> int:
+        """Check what the database holds; for a driver, create or migrate it. Returns the
+        schema version it now has."""
+        where = redacted(self.url)
+        tables = set(inspect(self.engine).get_table_names())
+        if not tables:
+            if not self.writable:
+                raise EmptyDatabase(f"database {where!r} holds no ttrlab results (it has no tables)")
+            return self._create_tables()
+        if not TTRLAB_TABLES_V1 <= tables:
+            shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
+            raise UserError(f"database {where!r} is not a ttrlab results database (it holds tables {shown}); "
+                            "ttrlab leaves it as it is: give another --db")
+        columns = {column["name"] for column in inspect(self.engine).get_columns("runs")}
+        missing = set(Run.__table__.columns.keys()) - columns
+        if missing:
+            raise UserError(f"database {where!r} is not a ttrlab results database (its runs table lacks "
+                            f"{', '.join(sorted(missing))}); ttrlab leaves it as it is: give another --db")
+        version = 1
+        if Meta.__tablename__ in tables:
+            with self.engine.connect() as connection:
+                value = connection.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+            version = int(value) if value is not None and str(value).isdigit() else 1
+        if version > SCHEMA_VERSION:
+            raise UserError(f"database {where!r} was written by a newer ttrlab (schema {version}; this ttrlab "
+                            f"knows schemas up to {SCHEMA_VERSION}): upgrade ttrlab to use it")
+        if version < SCHEMA_VERSION and self.writable:
+            return self._create_tables()  # 1 -> 2 adds claims and ttrlab_meta; stored rows are untouched
+        if self.writable:
+            self._wal()
+        return version
+
+    def _create_tables(self) -> int:
+        """Create the tables this schema lacks (all, for a new database) and stamp the version.
+        Two drivers creating a new database at once: the loser's CREATE fails, and the tables
+        the winner made are what it wanted."""
         try:
             Base.metadata.create_all(self.engine)
-        except OperationalError as error:
-            raise UserError(f"cannot open database {redacted(self.url)!r}: {str(error.orig).splitlines()[0]}") from None
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        except (OperationalError, IntegrityError, DatabaseError):
+            if not TTRLAB_TABLES <= set(inspect(self.engine).get_table_names()):
+                raise
+        try:
+            with self.engine.begin() as connection:
+                if connection.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar() is None:
+                    connection.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                else:
+                    connection.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+        except IntegrityError:
+            pass  # another driver stamped it at the same moment
+        self._wal()
+        return SCHEMA_VERSION
+
+    def _wal(self) -> None:
+        """SQLite only, and only once the file is known to be ttrlab's: WAL is a property of
+        the file (it rewrites the header), so a foreign file must never get it."""
+        if self.engine.dialect.name == "sqlite":
+            connection = self.engine.raw_connection()  # outside any transaction, as SQLite needs
+            try:
+                connection.driver_connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                connection.close()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -219,31 +409,131 @@ class ResultStore:
     def record(self, *, sweep_id: int | None, kind: str, run_key: str, config: dict[str, Any],
                result: dict[str, Any] | None = None, error: str | None = None,
                started_at: dt.datetime | None = None, seconds: float | None = None,
-               host: str | None = None) -> int:
+               host: str | None = None, owner: Owner | None = None) -> int:
         """Write one finished (result given) or failed (error given) run — row, metrics and
-        sweep link — in a single transaction. A failed row is replaced when the run is redone."""
+        sweep link — in a single transaction, and drop `owner`'s claim on it in the same one.
+        A failed row is replaced when the run is redone; a finished one is never replaced (the
+        first result stays). Two processes recording the same new run at once: the second
+        one's insert hits the unique key, and its retry finds the first one's row."""
         if (result is None) == (error is None):
             raise ValueError("record() needs exactly one of result and error")
         status = FINISHED if result is not None else FAILED
         metrics = flatten_metrics(result.get("metrics")) if result is not None else {}
         versions = result.get("versions") if result is not None else None
-        result = json.loads(json.dumps(result, default=str)) if result is not None else None
+        result, config, error = storable(result), storable(config), storable(error)
+        for attempt in range(2):
+            try:
+                with self.session() as s:
+                    if owner is not None:
+                        s.execute(delete(Claim).where(Claim.kind == kind, Claim.run_key == run_key,
+                                                      Claim.owner == owner.id))
+                    run = s.scalar(select(Run).where(Run.kind == kind, Run.run_key == run_key))
+                    if run is not None and run.status == FINISHED:
+                        if sweep_id is not None:
+                            s.merge(SweepRun(sweep_id=sweep_id, run_id=run.id))
+                        return run.id  # someone finished it already: keep the first result
+                    if run is None:
+                        run = Run(kind=kind, run_key=run_key, attempts=0)
+                        s.add(run)
+                    run.status, run.config, run.result, run.error = status, config, result, error
+                    run.started_at, run.finished_at, run.seconds = started_at, _now(), seconds
+                    run.attempts = (run.attempts or 0) + 1
+                    run.versions, run.host = versions, host or platform.node()
+                    run.metrics = [Metric(name=name, value=value) for name, value in metrics.items()]
+                    s.flush()
+                    if sweep_id is not None:
+                        s.merge(SweepRun(sweep_id=sweep_id, run_id=run.id))
+                    return run.id
+            except IntegrityError:
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # ---- claims ---------------------------------------------------------------------------
+    def claim(self, kind: str, runs: Iterable[tuple[str, str]], owner: Owner, *, sweep_id: int | None = None,
+              lease: float = DEFAULT_LEASE_SECONDS, retry_failed: bool = False) -> dict[str, str]:
+        """Try to claim each (run_key, label) for `owner`, in one transaction: {run_key: CLAIMED,
+        TAKEN_OVER (claimed from a driver whose lease expired), SETTLED (stored already: finished,
+        or failed and `retry_failed` is off) or BUSY (a live driver holds it)}. A takeover is a
+        compare-and-swap on the old owner and heartbeat, so of several drivers taking over the
+        same expired claim exactly one succeeds."""
+        runs = list(runs)
+        outcome: dict[str, str] = {}
+        now = _now()
         with self.session() as s:
-            run = s.scalar(select(Run).where(Run.kind == kind, Run.run_key == run_key))
-            if run is not None and run.status == FINISHED:
-                return run.id  # someone finished it already: keep the first result
-            if run is None:
-                run = Run(kind=kind, run_key=run_key, attempts=0)
-                s.add(run)
-            run.status, run.config, run.result, run.error = status, config, result, error
-            run.started_at, run.finished_at, run.seconds = started_at, _now(), seconds
-            run.attempts = (run.attempts or 0) + 1
-            run.versions, run.host = versions, host or platform.node()
-            run.metrics = [Metric(name=name, value=value) for name, value in metrics.items()]
-            s.flush()
-            if sweep_id is not None:
-                s.merge(SweepRun(sweep_id=sweep_id, run_id=run.id))
-            return run.id
+            keys = [key for key, _ in runs]
+            # Claims before runs: a driver's `record` drops its claim and adds the run in one
+            # commit, so under READ COMMITTED (PostgreSQL) a claim gone from the first read is
+            # a run present in the second.
+            held = {c.run_key: c for c in s.scalars(select(Claim).where(Claim.kind == kind, Claim.run_key.in_(keys)))}
+            stored = dict(s.execute(select(Run.run_key, Run.status).where(Run.kind == kind, Run.run_key.in_(keys))).all())
+            for key, label in runs:
+                if stored.get(key) == FINISHED or (stored.get(key) == FAILED and not retry_failed):
+                    outcome[key] = SETTLED
+                    continue
+                fresh = dict(owner=owner.id, host=owner.host, pid=owner.pid, claimed_at=now, heartbeat_at=now,
+                             lease_seconds=lease, label=label, sweep_id=sweep_id)
+                existing = held.get(key)
+                if existing is None:
+                    try:
+                        with s.begin_nested():
+                            s.add(Claim(kind=kind, run_key=key, takeovers=0, **fresh))
+                        outcome[key] = CLAIMED
+                    except IntegrityError:  # another driver claimed it a moment ago
+                        outcome[key] = BUSY
+                elif existing.owner == owner.id:
+                    outcome[key] = CLAIMED
+                elif not existing.expired(now):
+                    outcome[key] = BUSY
+                else:
+                    swapped = s.execute(
+                        update(Claim)
+                        .where(Claim.id == existing.id, Claim.owner == existing.owner,
+                               Claim.heartbeat_at == existing.heartbeat_at)
+                        .values(takeovers=existing.takeovers + 1, **fresh)
+                        .execution_options(synchronize_session=False)
+                    ).rowcount
+                    outcome[key] = TAKEN_OVER if swapped == 1 else BUSY
+            # A driver may have stored a run between the reads above and our claim landing
+            # (on SQLite the write lock rules it out; on PostgreSQL it does not): look again.
+            ours = [key for key, found in outcome.items() if found in (CLAIMED, TAKEN_OVER)]
+            if ours:
+                done = set(s.scalars(select(Run.run_key).where(Run.kind == kind, Run.run_key.in_(ours),
+                                                               Run.status == FINISHED)))
+                if done:
+                    s.execute(delete(Claim).where(Claim.kind == kind, Claim.run_key.in_(list(done)),
+                                                  Claim.owner == owner.id).execution_options(synchronize_session=False))
+                    outcome.update({key: SETTLED for key in done})
+        return outcome
+
+    def heartbeat(self, owner: Owner) -> int:
+        """Renew the lease of every claim `owner` holds; returns how many it holds."""
+        with self.session() as s:
+            return s.execute(update(Claim).where(Claim.owner == owner.id).values(heartbeat_at=_now())
+                             .execution_options(synchronize_session=False)).rowcount
+
+    def release(self, owner: Owner, kind: str | None = None, run_keys: Iterable[str] | None = None) -> int:
+        """Drop `owner`'s claims (those on `run_keys` of `kind`, or all): its runs become free
+        for any driver at once instead of after the lease."""
+        query = delete(Claim).where(Claim.owner == owner.id)
+        if run_keys is not None:
+            query = query.where(Claim.kind == kind, Claim.run_key.in_(list(run_keys)))
+        with self.session() as s:
+            return s.execute(query.execution_options(synchronize_session=False)).rowcount
+
+    def claims(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The claims held now, oldest first, each with `expired` and its age in seconds."""
+        now = _now()
+        with self.session() as s:
+            query = select(Claim).order_by(Claim.claimed_at)
+            if kind is not None:
+                query = query.where(Claim.kind == kind)
+            rows = list(s.scalars(query))
+        return [{"kind": c.kind, "run_key": c.run_key, "sweep_id": c.sweep_id, "label": c.label, "owner": c.owner,
+                 "host": c.host, "pid": c.pid, "claimed_at": c.claimed_at, "heartbeat_at": c.heartbeat_at,
+                 "lease_seconds": c.lease_seconds, "takeovers": c.takeovers, "expired": c.expired(now),
+                 "running_seconds": (now - c.claimed_at).total_seconds(),
+                 "heartbeat_age": (now - c.heartbeat_at).total_seconds()} for c in rows]
 
     def runs(self, status: str | None = FINISHED, kind: str | None = None) -> list[dict[str, Any]]:
         """Runs as plain dicts: kind, run_key, status, config, metrics (flat), result, error,
@@ -282,10 +572,22 @@ class ResultStore:
         return out
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_connection(dbapi_connection, _record) -> None:
+    """Per-connection settings (none of them writes to the file). The driver's own transaction
+    handling is off: each transaction's BEGIN comes from the "begin" listener below."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection) -> None:
+    # A driver's transactions take the write lock at once: a deferred one that reads and then
+    # writes fails with "database is locked" (no waiting) when another driver wrote in between.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN")
