@@ -264,6 +264,28 @@ def local_slots(resources: Resources, workers: int | None) -> list[str | None]:
     return slots[:workers] if workers is not None else slots
 
 
+def resident_bytes(pid: int) -> int | None:
+    """A process's resident memory (Linux /proc), None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def death_reason(exitcode: int | None) -> str:
+    """Why a worker process ended, in words: a signal by name (SIGKILL is what the kernel's
+    out-of-memory killer sends), else the exit code."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        oom = ", e.g. by the kernel's out-of-memory killer" if -exitcode == signal.SIGKILL else ""
+        return f"killed by {name}{oom}"
+    return f"exit code {exitcode}"
+
+
 def _check_local(resources: Resources, workers: int | None) -> None:
     local_slots(resources, workers)
 
@@ -309,6 +331,7 @@ class _Worker:
         self.process.start()
         self.current: int | None = None  # index of the unit it holds
         self.stopped = False
+        self.killed_for: str | None = None  # why the driver killed it (a memory cap), if it did
 
     def assign(self, index: int, unit: Unit) -> None:
         self.current = index
@@ -366,6 +389,8 @@ def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resourc
                 _deliver(outcomes, on_outcome, monitor, worker_id)
                 if worker is not None:
                     worker.current = None
+            if resources.memory_gb is not None:
+                _enforce_memory_cap(pool, resources.memory_gb)
             # a worker that died holding a unit: fail each of its runs, replace the worker
             for i, worker in enumerate(pool):
                 if worker.process.is_alive() or worker.current is None or not events.empty():
@@ -374,7 +399,7 @@ def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resourc
                 worker.current = None
                 if unit is None:
                     continue
-                error = f"worker process died (exit code {worker.process.exitcode}) while running this config"
+                error = worker.killed_for or f"worker process died ({death_reason(worker.process.exitcode)}) while running this config"
                 if len(unit) > 1:
                     error += f" (one of {len(unit)} runs fused in that worker)"
                 _deliver([Outcome(run, None, error, None, None) for run in unit], on_outcome, monitor, worker.id)
@@ -382,6 +407,19 @@ def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resourc
                 next_id += 1
     finally:
         _shutdown(pool)
+
+
+def _enforce_memory_cap(pool: list[_Worker], memory_gb: float) -> None:
+    """Kill a busy worker whose resident memory is above the spec's `resources.memory_gb`; its
+    runs are then recorded as failed with that reason (and `--retry-failed` redoes them)."""
+    for worker in pool:
+        if worker.current is None or worker.killed_for is not None or not worker.process.is_alive():
+            continue
+        held = resident_bytes(worker.process.pid)
+        if held is not None and held > memory_gb * 2**30:
+            worker.killed_for = (f"worker killed: its resident memory {held / 2**30:.2f} GB exceeded "
+                                 f"resources.memory_gb {memory_gb:g}")
+            worker.process.kill()
 
 
 def _shutdown(pool: list[_Worker]) -> None:
@@ -443,7 +481,8 @@ def run_ray(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources
         ray.init(address=ray_address, runtime_env={"env_vars": env_vars} if env_vars else None,
                  log_to_driver=False, include_dashboard=False)
         started_here = True
-    remote = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)(_ray_task)
+    memory = {"memory": int(resources.memory_gb * 2**30)} if resources.memory_gb is not None else {}
+    remote = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0, **memory)(_ray_task)
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.cpus, 1e-9)))
     in_flight: dict[Any, Unit] = {}

@@ -8,7 +8,7 @@ A spec is data a person can read and diff::
     expected_wall_time: {cores: 2, minutes: 14, basis: "measured ..."}   # free-form, informational
     base: {task: sst2, model: minilm, max_steps: 300}
     seeds: [0, 1, 2]
-    resources: {cpus: 1, gpus: 0}
+    resources: {cpus: 1, gpus: 0}   # also threads, memory_gb (a worker's resident-memory cap)
     grids:                      # one or more blocks; each expands to a cartesian product
       - name: upa
         base: {attack: upa}     # merged over the top-level base
@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from ttrlab.errors import UserError, did_you_mean
 SPEC_KEYS = ("name", "description", "kind", "figures", "expected_wall_time", "base", "seeds", "resources",
              "grids", "axes", "include", "exclude")
 GRID_KEYS = ("name", "base", "axes", "include", "exclude", "seeds")
-RESOURCE_KEYS = ("cpus", "gpus", "threads")
+RESOURCE_KEYS = ("cpus", "gpus", "threads", "memory_gb")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
     threads: int | None = None
+    memory_gb: float | None = None  # the most resident memory one worker may hold (local pool; Ray reserves it)
 
     @property
     def torch_threads(self) -> int:
@@ -331,7 +333,12 @@ def _resources(value: Any, where: str) -> Resources:
     if threads is not None:
         _require(float(threads).is_integer() and threads >= 1, f"{where}: 'threads' must be an integer >= 1")
         threads = int(threads)
-    return Resources(cpus=float(data.get("cpus", 1)), gpus=float(data.get("gpus", 0)), threads=threads)
+    memory_gb = data.get("memory_gb")
+    if memory_gb is not None:
+        _require(memory_gb > 0 and math.isfinite(memory_gb), f"{where}: 'memory_gb' must be a number > 0, got {memory_gb!r}")
+        memory_gb = float(memory_gb)
+    return Resources(cpus=float(data.get("cpus", 1)), gpus=float(data.get("gpus", 0)), threads=threads,
+                     memory_gb=memory_gb)
 
 
 def _require(ok: bool, message: str) -> None:
