@@ -10,7 +10,6 @@ backends through `store_db` (conftest.py): an SQLite file and a throw-away Postg
 Their checks read the database through SQLAlchemy, the same SQL on both; SQLite's own
 `PRAGMA integrity_check` is added where the backend is SQLite.
 """
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import install_counting_kind, install_plugin_kind, is_postgres
+from conftest import install_plugin_kind
+from stored import alive, check_integrity, children, rows, snapshot, stored_rows
 
 SLEEPY_KIND = textwrap.dedent('''
     import hashlib, json, os, time
@@ -72,72 +72,6 @@ def sleepy_spec(path: Path, xs, seconds=0.05, seeds=(0, 1), **extra) -> Path:
             "axes": {"x": list(xs)}, **extra}
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-def _query(db, sql: str) -> list[tuple]:
-    """Rows of one SQL query against `db` (a path or a URL), on a connection of its own."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-    from ttrlab.sweep.store import database_url
-
-    engine = create_engine(database_url(db), poolclass=NullPool)
-    try:
-        with engine.connect() as con:
-            return [tuple(row) for row in con.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
-def _json(value):
-    return json.loads(value) if isinstance(value, str) else value  # SQLite hands JSON back as text
-
-
-def rows(db):
-    """(run_key, status, result, error) per stored run in the order stored, result parsed."""
-    return [(key, status, _json(result), error)
-            for key, status, result, error in _query(db, "SELECT run_key, status, result, error FROM runs ORDER BY id")]
-
-
-def stored_rows(db) -> list[tuple] | None:
-    """`rows(db)`, or None while the driver has not created the database and its tables yet."""
-    from sqlalchemy.exc import DBAPIError
-
-    if not is_postgres(db) and not Path(db).exists():
-        return None  # do not create the file before the driver does
-    try:
-        return rows(db)
-    except DBAPIError:  # no such table / relation "runs" does not exist (yet)
-        return None
-
-
-def snapshot(db) -> dict[str, tuple]:
-    """{run_key: everything stored about the run}: row, sorted metrics and sweep links."""
-    runs = _query(db, "SELECT id, kind, run_key, status, result, error, started_at, finished_at, seconds, "
-                      "attempts, versions, host FROM runs")
-    metrics, links = {}, {}
-    for run_id, name, value in _query(db, "SELECT run_id, name, value FROM metrics ORDER BY run_id, name"):
-        metrics.setdefault(run_id, []).append((name, value))
-    for run_id, sweep_id in _query(db, "SELECT run_id, sweep_id FROM sweep_runs ORDER BY run_id, sweep_id"):
-        links.setdefault(run_id, []).append(sweep_id)
-    return {row[2]: (*row[:4], _json(row[4]), *row[5:10], _json(row[10]), row[11],
-                     tuple(metrics.get(row[0], ())), tuple(links.get(row[0], ()))) for row in runs}
-
-
-def check_integrity(db) -> None:
-    """What a killed or racing driver must never leave behind, on either backend: a duplicate
-    (kind, run_key); a finished row without its result, metrics or sweep link; a metric or link
-    whose run is gone. On SQLite also PRAGMA integrity_check, in WAL mode."""
-    duplicates = _query(db, "SELECT kind, run_key, count(*) FROM runs GROUP BY kind, run_key HAVING count(*) > 1")
-    assert duplicates == [], f"duplicate runs: {duplicates}"
-    half = _query(db, "SELECT run_key FROM runs WHERE status = 'finished' AND (result IS NULL "
-                      "OR id NOT IN (SELECT run_id FROM metrics) OR id NOT IN (SELECT run_id FROM sweep_runs))")
-    assert half == [], f"finished runs without their result, metrics or sweep link: {half}"
-    orphans = _query(db, "SELECT run_id FROM metrics WHERE run_id NOT IN (SELECT id FROM runs) "
-                         "UNION SELECT run_id FROM sweep_runs WHERE run_id NOT IN (SELECT id FROM runs)")
-    assert orphans == [], f"metrics or sweep links without their run: {orphans}"
-    if not is_postgres(db):
-        assert _query(db, "PRAGMA integrity_check") == [("ok",)]
-        assert _query(db, "PRAGMA journal_mode") == [("wal",)]
 
 
 def test_local_pool_runs_everything_once_and_resumes(sleepy, tmp_path, store_db):
@@ -237,27 +171,6 @@ def test_cli_bad_spec_is_one_line_exit_2(sleepy, tmp_path):
     assert "unknown config key 'secnds' (did you mean 'seconds'?)" in out.stderr
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
 def test_sigkill_mid_sweep_then_resume(sleepy, tmp_path, store_db):
     """Kill the `ttrlab sweep` driver with SIGKILL while runs are in flight: the database keeps
@@ -276,7 +189,7 @@ def test_sigkill_mid_sweep_then_resume(sleepy, tmp_path, store_db):
         if len(finished_before) >= 3:
             break
     assert 3 <= len(finished_before) < 16, "the sweep should be mid-way when killed"
-    workers = _children(driver.pid)
+    workers = children(driver.pid)
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=10)
     assert driver.returncode == -signal.SIGKILL
@@ -286,9 +199,9 @@ def test_sigkill_mid_sweep_then_resume(sleepy, tmp_path, store_db):
     assert {r[0] for r in finished_before} <= set(after_kill)
 
     worker_deadline = time.monotonic() + 15
-    while any(_alive(pid) for pid in workers) and time.monotonic() < worker_deadline:
+    while any(alive(pid) for pid in workers) and time.monotonic() < worker_deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in workers), "orphaned workers must exit when the driver is killed"
+    assert not any(alive(pid) for pid in workers), "orphaned workers must exit when the driver is killed"
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
@@ -302,96 +215,6 @@ def test_sigkill_mid_sweep_then_resume(sleepy, tmp_path, store_db):
     values = sorted(r[2]["metrics"]["value"] for r in final)
     assert values == sorted(x * 10 + s for x in range(8) for s in (0, 1))
     assert f"{len(after_kill)} already finished" in resumed.stdout
-
-
-# Concurrent drivers. Each is a `python -c` process without the CLI's imports (the training
-# stack, ~10 s each on this machine) that waits for the test's "go", so the processes really
-# hit the database at the same moment. The store without claims (no `store.Claim`) has a
-# check-then-insert race in creating the schema and in `record`, on SQLite and PostgreSQL alike
-# (see the xfail reasons); with claims these tests must pass.
-TOGETHER = textwrap.dedent('''
-    import sys, time
-    from pathlib import Path
-
-    ready, go, what, db = sys.argv[1:5]
-    from ttrlab.sweep import ResultStore, run_sweep
-
-    Path(ready).touch()
-    while not Path(go).exists():
-        time.sleep(0.005)
-    if what == "open":
-        ResultStore(db).close()
-    else:
-        summary = run_sweep(what, db, workers=1, progress=False)
-        print(summary["ran"], summary["finished"], summary["failed"])
-''')
-
-
-def _store_has_claims() -> bool:
-    from ttrlab.sweep import store
-
-    return hasattr(store, "Claim")
-
-
-def _together(tmp_path: Path, what: str, db, n: int) -> list[str]:
-    """Start n TOGETHER processes, release them at once; their stdout, after asserting that
-    every one exited 0 (else the error lines of each)."""
-    go = tmp_path / "go"
-    ready = [tmp_path / f"ready{i}" for i in range(n)]
-    procs = [subprocess.Popen([sys.executable, "-c", TOGETHER, str(flag), str(go), what, str(db)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for flag in ready]
-    deadline = time.monotonic() + 60
-    while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    go.touch()
-    outs = [proc.communicate(timeout=120) for proc in procs]
-    errors = [[line for line in err.splitlines() if "Error" in line][-1:] for _, err in outs]
-    assert [proc.returncode for proc in procs] == [0] * n, errors
-    return [out for out, _ in outs]
-
-
-@pytest.mark.xfail(not _store_has_claims(), strict=False,
-                   reason="store without claims: concurrent create_all races (SQLite: 'table sweeps already "
-                          "exists'; PostgreSQL: UniqueViolation on pg_type_typname_nsp_index)")
-def test_simultaneous_first_opens_create_the_schema_once(tmp_path, store_db):
-    """Three processes open the same fresh database at the same moment: all succeed."""
-    _together(tmp_path, "open", store_db, 3)
-    from ttrlab.sweep import ResultStore
-
-    with ResultStore(store_db) as store:
-        assert store.counts() == {}
-    check_integrity(store_db)
-
-
-@pytest.mark.xfail(not _store_has_claims(), strict=False,
-                   reason="store without claims: record() selects then inserts, so two drivers finishing the "
-                          "same run together collide on the unique (kind, run_key) (IntegrityError / "
-                          "UniqueViolation runs_kind_run_key_key) and the second driver dies")
-def test_two_concurrent_drivers_store_every_run_once(tmp_path, monkeypatch, store_db):
-    """Two sweep drivers on one spec and one database at the same moment (two machines sharing a
-    results database): both finish and every run is stored once, whole. A run may be computed
-    by both (at most twice) unless the store hands out claims; the counting kind's log says how
-    often, and with claims it must be exactly once."""
-    log = install_counting_kind(tmp_path, monkeypatch)
-    from counting_kind import computations
-    from ttrlab.sweep import ResultStore
-
-    spec = tmp_path / "s.yaml"
-    spec.write_text(yaml.safe_dump({"name": "two-drivers", "kind": "counting", "seeds": [0, 1],
-                                    "base": {"seconds": 0.05}, "axes": {"x": list(range(6))}}))
-    with ResultStore(store_db):  # the schema exists: the race of creating it is the test above
-        pass
-    outs = _together(tmp_path, str(spec), store_db, 2)
-    assert all(out.split()[2] == "0" for out in outs), outs  # no failed runs
-    final = rows(store_db)
-    assert len(final) == 12 and len({r[0] for r in final}) == 12 and all(r[1] == "finished" for r in final)
-    assert sorted(r[2]["metrics"]["value"] for r in final) == sorted(x * 10 + s for x in range(6) for s in (0, 1))
-    check_integrity(store_db)
-    assert _query(store_db, "SELECT count(*) FROM sweeps") == [(1,)]
-    counts = computations(log)
-    assert set(counts) == {r[0] for r in final}, counts
-    assert all(n == 1 for n in counts.values()) if _store_has_claims() else all(n <= 2 for n in counts.values()), counts
-
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
 def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(sleepy, tmp_path):
@@ -409,13 +232,13 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(sleepy, tmp_path):
         time.sleep(0.2)
         if len(stored_rows(db) or []) >= 1:
             break
-    workers = _children(driver.pid)
+    workers = children(driver.pid)
     os.killpg(driver.pid, signal.SIGINT)
     stdout, stderr = driver.communicate(timeout=60)
     assert driver.returncode == 130, (len(rows(db)), stderr[-300:])
     assert "interrupted" in stderr and "Traceback" not in stderr
     time.sleep(1)
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)
     stored = rows(db)
     assert 1 <= len(stored) < 10 and all(r[1] == "finished" for r in stored)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=180)
