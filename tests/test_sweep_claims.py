@@ -114,16 +114,16 @@ def _log_lines(path: Path) -> list[str]:
 
 
 def test_a_killed_drivers_run_is_taken_over_once_after_its_lease(tmp_path, monkeypatch, store_db):
-    """Driver A is SIGKILLed (with its worker) in the middle of a run it claimed. Its claim stays,
-    alive for `lease` seconds, then `ttrlab status` shows it stalled; driver B, started while
-    the lease is alive, computes everything else, takes the orphaned run over once the lease
-    expires and computes it once. Every run ends stored once and computed once."""
+    """Driver A is SIGKILLed (with its worker) in the middle of a run it claimed; its claim
+    stays, its lease still alive. Driver B on the same host computes everything else and takes
+    the orphaned run over at once (A's pid no longer runs here; a driver on another host waits
+    for the lease, see the takeover test below) and computes it once. Every run ends stored
+    once and computed once, and no claim is left."""
     log = install_counting_kind(tmp_path, monkeypatch)
     from counting_kind import computations
-    from ttrlab.cli import main
     from ttrlab.sweep import ResultStore
 
-    lease = 4.0
+    lease = 60.0
     spec = counting_spec(tmp_path / "s.yaml", range(4), seconds=1.5, seeds=(0,))
     a = subprocess.Popen([sys.executable, "-c", DRIVER, str(spec), str(store_db), str(lease)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -142,8 +142,6 @@ def test_a_killed_drivers_run_is_taken_over_once_after_its_lease(tmp_path, monke
 
     b = subprocess.Popen([sys.executable, "-c", DRIVER, str(spec), str(store_db), str(lease)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(lease + 0.5)
-    assert main(["status", "--db", str(store_db)]) == 0  # printed below, checked through --json
     out, err = b.communicate(timeout=180)
     assert b.returncode == 0, err[-2000:]
     summary = __import__("json").loads(out.strip().splitlines()[-1])

@@ -90,7 +90,7 @@ def _shared(summary: dict) -> str:
     if summary["stored_elsewhere"]:
         parts.append(f"{summary['stored_elsewhere']} stored by another driver")
     if summary["taken_over"]:
-        parts.append(f"{summary['taken_over']} taken over from a driver whose lease expired")
+        parts.append(f"{summary['taken_over']} taken over from a driver that is gone")
     return "".join(f", {part}" for part in parts)
 
 

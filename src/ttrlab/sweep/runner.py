@@ -109,7 +109,8 @@ def run_sweep(
     """Run every planned run of `spec` that `db` does not hold yet; return a summary dict:
     planned, duplicates_dropped, already_finished, skipped_failed, ran, finished, failed,
     stored_elsewhere (runs another driver on the same database stored meanwhile), taken_over
-    (runs claimed from a driver whose lease expired), interrupted (None, "SIGINT" or
+    (runs claimed from a driver that is gone: its lease expired, or its process no longer runs
+    on this host), interrupted (None, "SIGINT" or
     "SIGTERM"), seconds, failures [(label, last error line)], db. With `fuse`, runs whose kind
     gives them the same fusion key train together in one worker (`groups.work_units`); each
     run is still stored on its own. `lease`: seconds without a heartbeat after which another

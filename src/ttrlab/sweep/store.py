@@ -152,6 +152,21 @@ class Claim(Base):
     def expired(self, now: dt.datetime) -> bool:
         return (now - self.heartbeat_at).total_seconds() > self.lease_seconds
 
+    def abandoned(self, now: dt.datetime, host: str) -> bool:
+        """Expired, or held by a process of this host that no longer runs (a driver killed a
+        moment ago need not be waited for: the same command resumes at once)."""
+        return self.expired(now) or (self.host == host and not _process_runs(self.pid))
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
 
 class Meta(Base):
     __tablename__ = "ttrlab_meta"
@@ -453,7 +468,8 @@ class ResultStore:
     def claim(self, kind: str, runs: Iterable[tuple[str, str]], owner: Owner, *, sweep_id: int | None = None,
               lease: float = DEFAULT_LEASE_SECONDS, retry_failed: bool = False) -> dict[str, str]:
         """Try to claim each (run_key, label) for `owner`, in one transaction: {run_key: CLAIMED,
-        TAKEN_OVER (claimed from a driver whose lease expired), SETTLED (stored already: finished,
+        TAKEN_OVER (claimed from a driver whose lease expired, or which ran on this host and
+        runs no more: hosts are told apart by name, so give machines distinct names), SETTLED (stored already: finished,
         or failed and `retry_failed` is off) or BUSY (a live driver holds it)}. A takeover is a
         compare-and-swap on the old owner and heartbeat, so of several drivers taking over the
         same expired claim exactly one succeeds."""
@@ -483,7 +499,7 @@ class ResultStore:
                         outcome[key] = BUSY
                 elif existing.owner == owner.id:
                     outcome[key] = CLAIMED
-                elif not existing.expired(now):
+                elif not existing.abandoned(now, owner.host):
                     outcome[key] = BUSY
                 else:
                     swapped = s.execute(
