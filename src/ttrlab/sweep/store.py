@@ -195,7 +195,7 @@ def database_url(db: str | os.PathLike) -> str:
     if "://" in text:
         try:
             url = make_url(text)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise UserError(f"database URL {redacted(text)!r} is not a valid SQLAlchemy URL "
                             "(e.g. postgresql+psycopg://user@host/db, or give a file path for SQLite)") from None
         if url.drivername in ("postgresql", "postgres"):  # SQLAlchemy's default is psycopg2; ttrlab ships psycopg 3
@@ -221,8 +221,8 @@ def redacted(url: str) -> str:
         return str(path)
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):
+        return "<an unreadable database URL>" if "@" in url else url  # it may hold a password
 
 
 def flatten_metrics(metrics: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float]:
@@ -538,7 +538,10 @@ class ResultStore:
             return s.execute(query.execution_options(synchronize_session=False)).rowcount
 
     def claims(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """The claims held now, oldest first, each with `expired` and its age in seconds."""
+        """The claims held now, oldest first, each with `expired` and its age in seconds (none
+        in a schema-1 database a reader opened: it has no claims table)."""
+        if self.schema_version < 2:
+            return []
         now = _now()
         with self.session() as s:
             query = select(Claim).order_by(Claim.claimed_at)
