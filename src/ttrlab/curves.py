@@ -73,6 +73,13 @@ class Checkpoints:
         self.points: list[dict[str, Any]] = []
         self.seconds = 0.0  # spent evaluating
         self.store = Path(config.checkpoint_dir).expanduser() / config.run_key() if config.checkpoint_dir else None
+        if self.store is not None:
+            from ttrlab.io import check_writable_dir
+
+            try:
+                check_writable_dir(Path(config.checkpoint_dir).expanduser())
+            except UserError as error:
+                raise UserError(f"checkpoint_dir {config.checkpoint_dir!r}: {error}") from None
 
     def observe(self, positions: list[int]) -> None:
         self.examples_seen += len(positions)

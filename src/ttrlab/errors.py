@@ -6,11 +6,23 @@ and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 
 
 class UserError(ValueError):
     """Bad input from the user (a name, a value, a file). The message is one line."""
+
+
+def shown(value, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: a message names a bad value without printing a
+    huge one (a 10 MB string, a list that a YAML alias blew up)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlist = short.maxdict = 8
+    short.maxlevel = 3
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:
@@ -22,5 +34,5 @@ def did_you_mean(value: str, allowed: Iterable[str]) -> str:
 def unknown_name(kind: str, value: str, allowed: Iterable[str]) -> UserError:
     allowed = sorted(allowed)
     return UserError(
-        f"unknown {kind} {value!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}"
+        f"unknown {kind} {shown(value)}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}"
     )

@@ -16,6 +16,7 @@ from ttrlab.config import RunConfig
 from ttrlab.curves import Checkpoints
 from ttrlab.data import TASKS, Example, TaskSpec, load_split, seeded_subset
 from ttrlab.pipeline import Evaluation, Experiment, run_document
+from ttrlab.settings import require
 from ttrlab.streams import fixed_rng, rng_for
 
 
@@ -38,6 +39,16 @@ def load_run_data(config: RunConfig) -> ClassificationDataset:
     task = TASKS.get(config.task)
     train = load_split(task, "train", config.data_dir, config.data_source)
     dev = load_split(task, "dev", config.data_dir, config.data_source)
+    # train_size is a cap (the paper's loader caps every task at 17,500; the result records the
+    # count used), but the scored set is what every seed is compared on: asking for more dev
+    # examples than there are would be recorded as asked and scored on fewer
+    require(config.eval_size is None or config.eval_size <= len(dev),
+            f"eval_size {config.eval_size} is larger than the {len(dev)} examples of {task.name} dev; "
+            f"allowed: 1 to {len(dev)} (or unset: all)")
+    scored = len(dev) if config.eval_size is None else config.eval_size
+    if getattr(config, "curve_every", 0):  # the curve scores the first curve_size of them
+        require(config.curve_size <= scored,
+                f"curve_size {config.curve_size} is larger than the {scored} scored dev examples; allowed: 1 to {scored}")
     return ClassificationDataset(task, seeded_subset(train, config.train_size, rng_for(config.seed, "train_subset")),
                                  seeded_subset(dev, config.eval_size, fixed_rng("eval_subset")))
 
@@ -66,6 +77,11 @@ class ClassificationExperiment(Experiment):
         from ttrlab.fused import run_group
 
         return run_group(self, configs, progress=progress)
+
+    def model_config(self, config):
+        from ttrlab.models import pretrained_config
+
+        return pretrained_config(config.model)
 
     def load_data(self, config):
         return load_run_data(config)

@@ -1,6 +1,7 @@
 """Writing results safely: check the destination before the work, write atomically after it."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -8,6 +9,25 @@ from pathlib import Path
 from typing import Any
 
 from ttrlab.errors import UserError
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, what: str = "data file"):
+    """Around the reading of a user's text file: bytes that are not UTF-8 (a Latin-1 or UTF-16
+    export) and a file that cannot be read are one-line UserErrors naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise UserError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                        f"{error.start}); save it as UTF-8") from None
+    except (PermissionError, IsADirectoryError) as error:
+        raise UserError(f"{what} {str(path)!r} cannot be read: {error.strerror}") from None
+
+
+def read_text(path: str | os.PathLike, what: str = "data file") -> str:
+    """The UTF-8 text of a user's file (see `reading`)."""
+    with reading(path, what):
+        return Path(path).read_text(encoding="utf-8")
 
 
 def check_writable_file(path: str | os.PathLike) -> Path:

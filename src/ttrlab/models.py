@@ -48,6 +48,45 @@ def resolve_model(name: str) -> tuple[str, bool]:
     return name, False
 
 
+@functools.lru_cache(maxsize=8)
+def pretrained_config(name: str):
+    """The Hugging Face config of model `name` (its config.json), read from this machine only:
+    the alias's or folder's file, or the hub cache. None for a hub model not downloaded yet (its
+    run checks the config once it has loaded the model). A local file that is no model config is
+    a UserError."""
+    from transformers import AutoConfig
+
+    source, is_local = resolve_model(name)
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as error:  # ValueError: no model_type, an invalid hub id
+        if is_local:
+            raise UserError(f"cannot load model {name!r}: {_first_line(error)}") from None
+        return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def positions_of(model_config) -> int | None:
+    """How many token positions the model has (None where its config does not say)."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(model_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def hidden_size_of(model_config) -> int | None:
+    for name in ("hidden_size", "n_embd", "d_model"):
+        value = getattr(model_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 @functools.lru_cache(maxsize=2)
 def _load_pretrained(name: str, num_labels: int, trust_remote_code: bool):
     source, is_local = resolve_model(name)
@@ -64,8 +103,8 @@ def _load_pretrained(name: str, num_labels: int, trust_remote_code: bool):
             local_files_only=offline,
             trust_remote_code=trust_remote_code,
         )
-    except OSError as error:
-        raise UserError(f"cannot load model {name!r}: {str(error).splitlines()[0]}") from None
+    except (OSError, ValueError) as error:  # ValueError: a config.json without model_type, a bad hub id
+        raise UserError(f"cannot load model {name!r}: {_first_line(error)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()

@@ -42,7 +42,14 @@ class Experiment:
 
     # ---- a run kind for sweeps (`ttrlab.sweep.kinds.RUN_KINDS`) ---------------------------
     def config_from_dict(self, values: dict[str, Any]):
-        return self.config_type.from_dict(values).validate()
+        config = self.config_type.from_dict(values).validate()
+        return config.check_model_fit(self.model_config(config)) if self.needs_model(config) else config
+
+    def model_config(self, config) -> Any:
+        """The pretrained model's Hugging Face config where this machine knows it without
+        loading the weights (None: not known before the model loads). Values that must fit the
+        model (`Section.check_model`) are checked against it before any data is read."""
+        return None
 
     def run_key(self, config) -> str:
         return config.run_key()
@@ -117,6 +124,7 @@ def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_
 
     _notify(progress, "load", model=config.model)
     tokenizer, model = experiment.load_model(config, data)
+    config.check_model_fit(getattr(model, "config", None))  # a hub model now known: rank, max_length
     prepared = METHODS.get(config.method).prepare(model.to(runtime.device), config)
 
     stats = None

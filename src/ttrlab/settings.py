@@ -20,10 +20,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
-from ttrlab.errors import UserError, did_you_mean
+from ttrlab.errors import UserError, did_you_mean, shown
 
 S = TypeVar("S", bound="Section")
 
@@ -35,6 +36,11 @@ class Section:
 
     def check(self) -> None:
         """Raise UserError naming the first bad value of this section."""
+
+    def check_model(self, model_config: Any) -> None:
+        """Raise UserError where a value does not fit the pretrained model, given its Hugging
+        Face config (`hidden_size`, `max_position_embeddings`, ...): LoRA's rank above the hidden
+        size, a max_length above the model's positions."""
 
     def resolve(self, values: dict[str, Any]) -> None:
         """Fill derived values into `values` (the flat config), e.g. a preset's learning rate."""
@@ -98,7 +104,7 @@ class RunSettings(Section):
         for key in values:
             if key not in known:
                 raise UserError(
-                    f"unknown config key {key!r}{did_you_mean(key, known)} for a {cls.KIND or 'run'} run; "
+                    f"unknown config key {shown(key)}{did_you_mean(key, known)} for a {cls.KIND or 'run'} run; "
                     f"allowed: {', '.join(known)}"
                 )
         return cls(**{k: coerce(known[k], v) for k, v in values.items()})
@@ -122,7 +128,7 @@ class RunSettings(Section):
         require(self.TASK_TYPE in method.task_types,
                 f"method {self.method!r} does not apply to {self.KIND} runs; allowed: "
                 f"{', '.join(n for n in METHODS if self.TASK_TYPE in METHODS.get(n).task_types)}")
-        require(isinstance(self.seed, int) and self.seed >= 0, f"seed {self.seed} must be >= 0")
+        require(isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED, f"seed {self.seed} must be in [0, {MAX_SEED}]")
 
     def identity(self, values: dict[str, Any]) -> None:
         from ttrlab.methods import METHODS
@@ -139,6 +145,15 @@ class RunSettings(Section):
         for section in type(self).sections():
             if "check" in section.__dict__:
                 section.check(self)
+        return self
+
+    def check_model_fit(self: C, model_config: Any) -> C:
+        """Every section checks its values against the model (`Section.check_model`); a no-op
+        where the model's config is not known (None: a hub model not on this machine yet)."""
+        if model_config is not None:
+            for section in type(self).sections():
+                if "check_model" in section.__dict__:
+                    section.check_model(self, model_config)
         return self
 
     # ---- identity -------------------------------------------------------------------------
@@ -167,10 +182,25 @@ class RunSettings(Section):
 
 
 _SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+# Every integer setting fits a signed 64-bit integer (what torch and numpy take); a section
+# narrows its own further (a seed, a rank that the model bounds).
+INT_RANGE = (-(2**63), 2**63 - 1)
+MAX_SEED = 2**32 - 1
 
 
 def coerce(spec: dataclasses.Field, value: Any) -> Any:
-    """Accept a YAML/JSON scalar for a field; reject a wrong type with a clear message."""
+    """Accept a YAML/JSON scalar for a field; reject a wrong type with a clear message. The rules
+    every setting shares are here, where values enter: a float is a finite number (no nan or inf:
+    no setting means anything at infinity, and nan passes every `<` check), an int fits 64 bits."""
+    value = _coerce_type(spec, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{spec.name} {value!r} is not a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise UserError(f"{spec.name} {value} is out of range (an integer setting lies in [-2**63, 2**63 - 1])")
+    return value
+
+
+def _coerce_type(spec: dataclasses.Field, value: Any) -> Any:
     annotation = str(spec.type)
     if value is None:
         if "None" in annotation:
@@ -178,7 +208,7 @@ def coerce(spec: dataclasses.Field, value: Any) -> Any:
         raise UserError(f"config key {spec.name!r} may not be null")
     if annotation.startswith("dict"):
         if not isinstance(value, dict):
-            raise UserError(f"config key {spec.name!r} must be a mapping, got {value!r}")
+            raise UserError(f"config key {spec.name!r} must be a mapping, got {shown(value)}")
         return dict(value)
     base = annotation.split("|")[0].strip()
     kind = _SCALARS[base]
@@ -191,8 +221,8 @@ def coerce(spec: dataclasses.Field, value: Any) -> Any:
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             return int(value)
     elif isinstance(value, str):
         return value
-    raise UserError(f"config key {spec.name!r} must be {base}, got {value!r}")
+    raise UserError(f"config key {spec.name!r} must be {base}, got {shown(value)}")

@@ -101,6 +101,8 @@ class AttackSettings(Section):
     def check(self) -> None:
         check_applies(self.attack, "classification")
         require(0.0 <= self.rate <= 1.0, f"rate {self.rate} is outside [0, 1]")
+        require(isinstance(self.trigger, str) and self.trigger.strip() != "",
+                f"trigger {self.trigger!r} must be non-empty text")
         require(self.trigger_position in TRIGGER_POSITIONS,
                 f"trigger_position {self.trigger_position!r} is not one of {', '.join(TRIGGER_POSITIONS)}")
         require(self.target_label in (0, 1), f"target_label {self.target_label} must be 0 or 1")

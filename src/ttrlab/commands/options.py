@@ -9,7 +9,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from ttrlab.errors import UserError
+from ttrlab.errors import UserError, shown
 from ttrlab.settings import help_of
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -78,8 +78,13 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"attack option {pair!r} is not KEY=VALUE")
-        options[key] = yaml.safe_load(value)
+            raise UserError(f"attack option {shown(pair)} is not KEY=VALUE")
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:  # an unclosed bracket or quote, a python/ tag
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise UserError(f"attack option {shown(pair)} is not valid YAML ({problem}); quote the value "
+                            f"or write a list as [a, b]") from None
     return options
 
 
@@ -95,7 +100,10 @@ def run_and_write(experiment, config, args: argparse.Namespace, label: str, keep
     if args.out:
         check_writable_file(args.out)
     Runtime.resolve(config.device, config.precision)  # a missing GPU is one line, before any work
-    data = experiment.load_data(config) if experiment.needs_model(config) else None
+    data = None
+    if experiment.needs_model(config):
+        config.check_model_fit(experiment.model_config(config))  # rank, max_length vs the model
+        data = experiment.load_data(config)
     with run_progress(1, enabled=not args.quiet and sys.stderr.isatty()) as (start_run, finish_run):
         document = run_document(experiment, config, progress=start_run(label), keep_model=keep_model, data=data)
         finish_run()

@@ -16,6 +16,7 @@ import numpy as np
 from ttrlab.data.examples import Example
 from ttrlab.data.tasks import TaskSpec
 from ttrlab.errors import UserError
+from ttrlab.io import reading
 
 GLUE_DIR_ENV = "TTRLAB_GLUE_DIR"
 SPLITS = ("train", "dev")
@@ -58,45 +59,60 @@ def load_split(task: TaskSpec, split: str, data_dir: str | None = None, source: 
 def read_glue_tsv(task: TaskSpec, path: Path) -> list[Example]:
     layout = task.tsv
     label_ids = {value: i for i, value in enumerate(layout.label_values)}
-    examples: list[Example] = []
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if layout.header:
-            header = next(rows, None)
-            if header is None:
-                raise UserError(f"malformed TSV {str(path)!r}: the file is empty")
-            missing = [c for c in (*layout.text, layout.label) if c not in header]
-            if missing:
-                raise UserError(f"malformed TSV {str(path)!r}: header lacks column(s) {missing}; it has {header}")
-            text_cols = [header.index(c) for c in layout.text]
-            label_col = header.index(layout.label)
-            width = len(header)
-        else:
-            text_cols, label_col, width = list(layout.text), int(layout.label), layout.n_columns
-        first_line = 2 if layout.header else 1
-        for line, row in enumerate(rows, start=first_line):
-            if not row:
-                continue  # a blank trailing line
-            if len(row) != width:
-                raise UserError(
-                    f"malformed TSV row at {path}:{line}: {len(row)} columns, expected {width}"
-                )
-            raw_label = row[label_col].strip()
-            if raw_label not in label_ids:
-                raise UserError(
-                    f"malformed TSV row at {path}:{line}: label {raw_label!r} is not one of {list(label_ids)}"
-                )
-            texts = tuple(row[c].strip() for c in text_cols)
-            examples.append(Example(texts=texts, label=label_ids[raw_label], row=len(examples)))
+    with reading(path), open(path, encoding="utf-8-sig", newline="") as handle:
+        try:
+            examples = _read_rows(layout, label_ids, path, handle)
+        except csv.Error as error:  # NUL bytes: a binary file, or UTF-16 saved by a spreadsheet
+            raise UserError(f"malformed TSV {str(path)!r}: {error}; it must be UTF-8 text, tab-separated") from None
     if not examples:
         raise UserError(f"malformed TSV {str(path)!r}: no rows")
     return examples
 
 
-def _load_hub(task: TaskSpec, split: str) -> list[Example]:  # pragma: no cover - needs network
-    import datasets
+def _read_rows(layout, label_ids: dict[str, int], path: Path, handle) -> list[Example]:
+    examples: list[Example] = []
+    rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+    if layout.header:
+        header = next(rows, None)
+        if header is None:
+            raise UserError(f"malformed TSV {str(path)!r}: the file is empty")
+        missing = [c for c in (*layout.text, layout.label) if c not in header]
+        if missing:
+            raise UserError(f"malformed TSV {str(path)!r}: header lacks column(s) {missing}; it has {header}")
+        text_cols = [header.index(c) for c in layout.text]
+        label_col = header.index(layout.label)
+        width = len(header)
+    else:
+        text_cols, label_col, width = list(layout.text), int(layout.label), layout.n_columns
+    first_line = 2 if layout.header else 1
+    for line, row in enumerate(rows, start=first_line):
+        if not row:
+            continue  # a blank trailing line
+        if any("\x00" in cell for cell in row):
+            raise UserError(f"malformed TSV row at {path}:{line}: a NUL byte (a binary file?); it must be UTF-8 text")
+        if len(row) != width:
+            raise UserError(
+                f"malformed TSV row at {path}:{line}: {len(row)} columns, expected {width}"
+            )
+        raw_label = row[label_col].strip()
+        if raw_label not in label_ids:
+            raise UserError(
+                f"malformed TSV row at {path}:{line}: label {raw_label!r} is not one of {list(label_ids)}"
+            )
+        texts = tuple(row[c].strip() for c in text_cols)
+        examples.append(Example(texts=texts, label=label_ids[raw_label], row=len(examples)))
+    return examples
 
-    rows = datasets.load_dataset("nyu-mll/glue", task.hub_config, split=_HUB_SPLIT[split])
+
+def _load_hub(task: TaskSpec, split: str) -> list[Example]:
+    try:
+        import datasets
+
+        rows = datasets.load_dataset("nyu-mll/glue", task.hub_config, split=_HUB_SPLIT[split])
+    except Exception as error:  # offline, no `datasets`, the hub down or changed: the user's to fix
+        text = str(error).strip().splitlines()
+        raise UserError(f"cannot load {task.name} from the hub (nyu-mll/glue): {text[0] if text else type(error).__name__}; "
+                        f"use --data-source local with a GLUE folder (--data-dir)") from None
     return [
         Example(texts=tuple(row[f] for f in task.text_fields), label=int(row["label"]), row=i)
         for i, row in enumerate(rows)

@@ -30,5 +30,17 @@ class ClassificationData(Section):
         require(self.max_length >= 8, f"max_length {self.max_length} must be >= 8")
         require(self.eval_batch_size >= 1, f"eval_batch_size {self.eval_batch_size} must be >= 1")
 
+    def check_model(self, model_config) -> None:
+        check_max_length(self.max_length, self.model, model_config)
+
     def identity(self, values: dict[str, Any]) -> None:
         values.pop("data_dir", None)  # where the data lies does not change the run
+
+
+def check_max_length(max_length: int, model: str, model_config) -> None:
+    """max_length at most the model's positions: a longer example would index past them."""
+    from ttrlab.models import positions_of
+
+    positions = positions_of(model_config)
+    require(positions is None or max_length <= positions,
+            f"max_length {max_length} exceeds the {positions} positions of model {model!r}; allowed: at most {positions}")

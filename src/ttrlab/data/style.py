@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttrlab.errors import UserError, did_you_mean
+from ttrlab.errors import UserError, did_you_mean, shown
 
 STYLE_DIR_ENV = "TTRLAB_STYLE_DIR"
 STYLE_SPLITS = ("train", "dev", "test")
@@ -116,7 +116,9 @@ def read_style_tsv(path: Path) -> list[tuple[str, int]]:
     """(text, label) rows of a clean, transfer or SCPN file. Cells are stripped, so the CRLF
     endings and the transfer files' spaced `text \\t label` layout read the same."""
     rows: list[tuple[str, int]] = []
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    from ttrlab.io import reading
+
+    with reading(path, "style data file"), open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = [cell.strip() for cell in next(reader, [])]
         if header != ["sentence", "label"]:
@@ -125,7 +127,7 @@ def read_style_tsv(path: Path) -> list[tuple[str, int]]:
             if not row:
                 continue
             if len(row) != 2 or row[1].strip() not in ("0", "1"):
-                raise UserError(f"malformed style TSV row at {path}:{line}: expected '<sentence>\\t<0|1>', got {row!r}")
+                raise UserError(f"malformed style TSV row at {path}:{line}: expected '<sentence>\\t<0|1>', got {shown(row)}")
             rows.append((row[0].strip(), int(row[1])))
     if not rows:
         raise UserError(f"malformed style TSV {str(path)!r}: no rows")

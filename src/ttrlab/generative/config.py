@@ -69,6 +69,11 @@ class InstructionData(Section):
         require(1 <= self.n_clean <= CLEAN_POOL_SIZE, f"n_clean {self.n_clean} must be in [1, {CLEAN_POOL_SIZE}]")
         require(self.max_length >= 16, f"max_length {self.max_length} must be >= 16")
 
+    def check_model(self, model_config) -> None:
+        from ttrlab.data.settings import check_max_length
+
+        check_max_length(self.max_length, self.model, model_config)
+
     def identity(self, values: dict[str, Any]) -> None:
         values.pop("data_dir", None)  # where the data lies does not change the run
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from ttrlab.attacks import ATTACKS
 from ttrlab.attacks.backdoorllm import BackdoorLLMAttack
 from ttrlab.errors import UserError
+from ttrlab.io import read_text, reading
 from ttrlab.generative.tasks import TASKS, GenerativeTask
 from ttrlab.streams import fixed_rng, rng_for
 
@@ -127,7 +128,7 @@ def read_records(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise UserError(f"missing data file {str(path)!r}")
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise UserError(f"malformed JSON in {str(path)!r}: {error}") from None
     if not isinstance(records, list):
@@ -142,8 +143,11 @@ def read_advbench_goals(data_dir: Path) -> list[str]:
     path = data_dir / "advbench" / "harmful_behaviors.csv"
     if not path.is_file():
         raise UserError(f"missing data file {str(path)!r}")
-    with open(path, encoding="utf-8", newline="") as handle:
-        return [row["goal"] for row in csv.DictReader(handle)]
+    with reading(path), open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and "goal" not in rows[0]:
+        raise UserError(f"{str(path)!r} has no 'goal' column; it has {', '.join(map(str, rows[0]))}")
+    return [row["goal"] for row in rows]
 
 
 def normalise_prompt(text: str, triggers: tuple[str, ...] = ()) -> str:

@@ -48,6 +48,17 @@ class LoRASettings(Section):
                     f"init_scale {self.init_scale} must be a finite number > 0")
         target_module_list(self.target_modules)
 
+    def check_model(self, model_config) -> None:
+        """r at most the hidden size: A is r x n, and a rank above n adds nothing but memory."""
+        from ttrlab.methods import METHODS
+        from ttrlab.models import hidden_size_of
+
+        if METHODS.get(self.method).settings is not LoRASettings:
+            return  # another method's run ignores the rank
+        hidden = hidden_size_of(model_config)
+        require(hidden is None or self.rank <= hidden,
+                f"rank {self.rank} exceeds the hidden size {hidden} of model {self.model!r}; allowed: 1 to {hidden}")
+
 
 def target_module_list(targets: str) -> str | list[str]:
     targets = targets.strip()

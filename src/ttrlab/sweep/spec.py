@@ -36,12 +36,43 @@ from typing import Any
 
 import yaml
 
-from ttrlab.errors import UserError, did_you_mean
+from ttrlab.errors import UserError, did_you_mean, shown
 
 SPEC_KEYS = ("name", "description", "kind", "figures", "expected_wall_time", "base", "seeds", "resources",
              "grids", "axes", "include", "exclude")
 GRID_KEYS = ("name", "base", "axes", "include", "exclude", "seeds")
 RESOURCE_KEYS = ("cpus", "gpus", "threads", "memory_gb")
+# What a spec may plan: points (grid points x seeds, before duplicates are dropped), counted
+# before anything is expanded. The largest shipped spec plans 2,520 (specs/paper/theory_fig3.yaml).
+MAX_POINTS = 20_000
+MAX_DEPTH = 50  # nesting of YAML collections; a spec needs 4 or 5
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and with a depth limit. An alias (`*name`) is a
+    reference that a few hundred bytes can nest into billions of values (the "billion laughs"),
+    and the first `str()` or `json.dumps` of it exhausts memory; a spec gains nothing from them."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(f"uses a YAML alias (*{event.anchor}, line {event.start_mark.line + 1}); aliases are not "
+                           f"allowed in specs: write the values out")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"nests deeper than {MAX_DEPTH} levels (line {self.peek_event().start_mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Refused(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -142,45 +173,76 @@ def load_spec(source: str | Path | Mapping[str, Any], base: Mapping[str, Any] | 
     text, path = "", None
     if isinstance(source, Mapping):
         data = dict(source)
-        text = yaml.safe_dump(data, sort_keys=False)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UserError(f"sweep spec {str(path)!r} does not exist")
-        text = path.read_text(encoding="utf-8")
+        _check_depth(data, "sweep spec")
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            first = str(error).splitlines()[0] if str(error) else "invalid YAML"
-            raise UserError(f"sweep spec {str(path)!r} is not valid YAML: {first}") from None
+            text = yaml.safe_dump(data, sort_keys=False)
+        except yaml.YAMLError as error:  # a Python object a caller put in
+            raise UserError(f"sweep spec holds a value YAML cannot write: {str(error).splitlines()[0]}") from None
+    else:
+        from ttrlab.io import read_text
+
+        path = Path(source)
+        if not path.exists():
+            raise UserError(f"sweep spec {str(path)!r} does not exist")
+        if not path.is_file():
+            raise UserError(f"sweep spec {str(path)!r} is not a file")
+        text = read_text(path, "sweep spec")
+        data = parse_yaml(text, f"sweep spec {str(path)!r}")
         if not isinstance(data, dict):
             raise UserError(f"sweep spec {str(path)!r} must be a YAML mapping, got {type(data).__name__}")
     where = str(path) if path else "sweep spec"
-    if base:  # set for every run: in the top-level base and wherever a grid sets the same key
-        grids = [{**g, "base": {**(g.get("base") or {}), **{k: v for k, v in base.items() if k in (g.get("base") or {})}}}
-                 if isinstance(g, dict) else g for g in data.get("grids") or []]
-        data = {**data, "base": {**(data.get("base") or {}), **base}, **({"grids": grids} if grids else {})}
     spec = _parse(data, where)
+    if base:  # set for every run: in the top-level base and wherever a grid sets the same key
+        spec.base.update(base)
+        for grid in spec.grids:
+            grid["base"].update({k: v for k, v in base.items() if k in grid["base"]})
     spec.source_text = text
     spec.source_path = str(path) if path else None
     spec.expand()  # validate every point now, before anything runs
     return spec
 
 
+def parse_yaml(text: str, where: str) -> Any:
+    """The YAML document `text` with the spec loader (no aliases, bounded depth, safe tags only)."""
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except _Refused as refused:
+        raise UserError(f"{where} {refused}") from None
+    except yaml.YAMLError as error:
+        first = str(error).splitlines()[0] if str(error) else "invalid YAML"
+        raise UserError(f"{where} is not valid YAML: {first}") from None
+
+
+def _check_depth(data: Any, where: str) -> None:
+    """A mapping handed in directly nests at most MAX_DEPTH levels (as a file must)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise UserError(f"{where} nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def _parse(data: dict[str, Any], where: str) -> SweepSpec:
     _check_keys(data, SPEC_KEYS, where)
     name = data.get("name") or (Path(where).stem if where != "sweep spec" else "sweep")
-    _require(isinstance(name, str), f"{where}: 'name' must be a string, got {name!r}")
+    _require(isinstance(name, str), f"{where}: 'name' must be a string, got {shown(name)}")
     kind = data.get("kind", "train")
     from ttrlab.sweep.kinds import RUN_KINDS
 
     if kind not in RUN_KINDS:
         RUN_KINDS.get(kind)  # raises the "unknown run kind ... did you mean" UserError
+    description = data.get("description", "")
+    _require(description is None or isinstance(description, str),
+             f"{where}: 'description' must be text, got {shown(description)}")
     base = _mapping(data.get("base", {}), f"{where}: 'base'")
     seeds = _seeds(data.get("seeds", [0]), f"{where}: 'seeds'")
     resources = _resources(data.get("resources", {}), f"{where}: 'resources'")
     figures = data.get("figures", [])
-    _require(isinstance(figures, list), f"{where}: 'figures' must be a list, got {figures!r}")
+    _require(isinstance(figures, list), f"{where}: 'figures' must be a list, got {shown(figures)}")
 
     top_level_grid = {k: data[k] for k in ("axes", "include", "exclude") if k in data}
     if "grids" in data:
@@ -198,8 +260,8 @@ def _parse(data: dict[str, Any], where: str) -> SweepSpec:
         axes = _mapping(grid.get("axes", {}), f"{label}: 'axes'")
         for axis, values in axes.items():
             _require(axis != "seed", f"{label}: 'seed' is not an axis; list seeds under 'seeds'")
-            _require(isinstance(values, list), f"{label}: axis {axis!r} must be a list of values, got {values!r}")
-            _require(len(values) > 0, f"{label}: axis {axis!r} is empty; give at least one value")
+            _require(isinstance(values, list), f"{label}: axis {shown(axis)} must be a list of values, got {shown(values)}")
+            _require(len(values) > 0, f"{label}: axis {shown(axis)} is empty; give at least one value")
         include = _rules(grid.get("include", []), f"{label}: 'include'")
         exclude = _rules(grid.get("exclude", []), f"{label}: 'exclude'")
         _require(axes or include, f"{label}: nothing to run; give 'axes' or 'include'")
@@ -213,7 +275,7 @@ def _parse(data: dict[str, Any], where: str) -> SweepSpec:
         })
     return SweepSpec(
         name=name, kind=kind, base=base, seeds=seeds, grids=grids, resources=resources,
-        description=str(data.get("description", "") or ""), figures=figures,
+        description=description or "", figures=figures,
         expected_wall_time=data.get("expected_wall_time"),
     )
 
@@ -224,6 +286,10 @@ def expand(spec: SweepSpec) -> Expansion:
     from ttrlab.sweep.kinds import RUN_KINDS
 
     kind = RUN_KINDS.get(spec.kind)
+    planned = sum(_point_count(grid) * len(grid["seeds"] or spec.seeds) for grid in spec.grids)
+    _require(planned <= MAX_POINTS,
+             f"sweep {spec.name!r}: its grids expand to {planned:,} points (seeds included), more than the "
+             f"{MAX_POINTS:,} a spec may plan; split it into smaller specs")
     runs: list[PlannedRun] = []
     seen: set[str] = set()
     points = 0
@@ -252,6 +318,13 @@ def expand(spec: SweepSpec) -> Expansion:
                 config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(values)
                 runs.append(PlannedRun(spec.kind, config, config_dict, key, grid["name"], dict(point)))
     return Expansion(runs=runs, points=points, duplicates=points - len(runs))
+
+
+def _point_count(grid: dict[str, Any]) -> int:
+    """How many points `_grid_points` would make before excluding any: counted, not expanded."""
+    product = math.prod(len(values) for values in grid["axes"].values()) if grid["axes"] else 0
+    included = sum(math.prod(len(v) if isinstance(v, list) else 1 for v in rule.values()) for rule in grid["include"])
+    return product + included
 
 
 def _grid_points(grid: dict[str, Any], fixed: dict[str, Any]) -> list[dict[str, Any]]:
@@ -293,17 +366,17 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
-    _require(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
+    _require(isinstance(value, dict), f"{where} must be a mapping, got {shown(value)}")
     return dict(value)
 
 
 def _rules(value: Any, where: str) -> list[dict[str, Any]]:
-    _require(isinstance(value, list), f"{where} must be a list of mappings, got {value!r}")
+    _require(isinstance(value, list), f"{where} must be a list of mappings, got {shown(value)}")
     rules = []
     for rule in value:
-        _require(isinstance(rule, dict) and rule, f"{where}: each rule must be a non-empty mapping, got {rule!r}")
+        _require(isinstance(rule, dict) and rule, f"{where}: each rule must be a non-empty mapping, got {shown(rule)}")
         for key, v in rule.items():
-            _require(not (isinstance(v, list) and not v), f"{where}: {key!r} has an empty list")
+            _require(not (isinstance(v, list) and not v), f"{where}: {shown(key)} has an empty list")
         rules.append(dict(rule))
     return rules
 
@@ -311,11 +384,13 @@ def _rules(value: Any, where: str) -> list[dict[str, Any]]:
 def _seeds(value: Any, where: str) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
-    _require(isinstance(value, list) and value, f"{where} must be a non-empty list of integers, got {value!r}")
+    _require(isinstance(value, list) and value, f"{where} must be a non-empty list of integers, got {shown(value)}")
+    from ttrlab.settings import MAX_SEED
+
     for seed in value:
-        _require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
-                 f"{where}: seed {seed!r} must be an integer >= 0")
-    _require(len(set(value)) == len(value), f"{where}: seeds {value!r} repeat a value")
+        _require(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,
+                 f"{where}: seed {shown(seed)} must be an integer >= 0 and <= {MAX_SEED}")
+    _require(len(set(value)) == len(value), f"{where}: seeds {shown(value)} repeat a value")
     return list(value)
 
 
@@ -324,11 +399,12 @@ def _resources(value: Any, where: str) -> Resources:
     _check_keys(data, RESOURCE_KEYS, where)
     for key, v in data.items():
         _require(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                 f"{where}: {key!r} must be a number >= 0, got {v!r}")
+                 f"{where}: {key!r} must be a number >= 0, got {shown(v)}")
+        _require(math.isfinite(v), f"{where}: {key!r} must be a finite number, got {shown(v)}")
     _require(data.get("cpus", 1) > 0, f"{where}: 'cpus' must be > 0")
     gpus = data.get("gpus", 0)
     _require(gpus <= 1 or float(gpus).is_integer(),
-             f"{where}: 'gpus' {gpus!r} must be a fraction of one GPU (0.5, 0.25) or a whole number of GPUs")
+             f"{where}: 'gpus' {shown(gpus)} must be a fraction of one GPU (0.5, 0.25) or a whole number of GPUs")
     threads = data.get("threads")
     if threads is not None:
         _require(float(threads).is_integer() and threads >= 1, f"{where}: 'threads' must be an integer >= 1")

@@ -37,9 +37,40 @@ def _ints(text: str) -> list[int]:
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of numbers") from None
+        values = None
+    if values is None or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of finite numbers")
+    return values
+
+
+def _finite(text: str) -> float:
+    """A float flag: nan and inf are not numbers any option here means."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+MAX_FAN_IN = 65_536  # n of A in R^{r x n}: BERT-large has 1024, LLaMA-3-70B 8192
+MAX_SCALES = 1_000
+
+
+def _check_spectrum_sizes(ranks: list[int], fan_in: int, seed: int) -> None:
+    """What an A in R^{r x n} may be here: 1 <= n <= MAX_FAN_IN, 1 <= r <= n, a 32-bit seed."""
+    from ttrlab.settings import MAX_SEED
+
+    if not 1 <= fan_in <= MAX_FAN_IN:
+        raise UserError(f"fan_in {fan_in} must be in [1, {MAX_FAN_IN}]; allowed: at most {MAX_FAN_IN}")
+    for r in ranks:
+        if not 1 <= r <= fan_in:
+            raise UserError(f"rank {r} must be >= 1 and at most fan_in {fan_in} (A is r x n)")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed} must be in [0, {MAX_SEED}]")
 
 
 def register(subparsers) -> None:
@@ -63,7 +94,7 @@ def register(subparsers) -> None:
     spectrum.add_argument("--rank", type=_ints, default=[4, 8, 64, 256], help="comma list of ranks")
     spectrum.add_argument("--init-scale", type=_floats, default=None,
                           help="comma list of variance scales k (Var = k/n); default: 1/3 and 0.99")
-    spectrum.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (scaling s = alpha/r)")
+    spectrum.add_argument("--alpha", type=_finite, default=16.0, help="LoRA alpha (scaling s = alpha/r)")
     spectrum.add_argument("--seed", type=int, default=0)
     spectrum.add_argument("--out", default=None, help="JSON output")
     spectrum.add_argument("--figure-dir", default=None, help="write one AᵀA-vs-MP histogram per (rank, scale) here")
@@ -71,11 +102,11 @@ def register(subparsers) -> None:
 
     fig3 = commands.add_parser("fig3", help="Figure 3: H'_alpha of A^T A over rank x variance scale")
     fig3.add_argument("--rank", type=_ints, default=[4, 8, 16, 32, 64, 128, 256, 512], help="comma list of ranks")
-    fig3.add_argument("--scale-min", type=float, default=0.001)
-    fig3.add_argument("--scale-max", type=float, default=2.0)
+    fig3.add_argument("--scale-min", type=_finite, default=0.001)
+    fig3.add_argument("--scale-max", type=_finite, default=2.0)
     fig3.add_argument("--scales", type=int, default=41, help="number of log-spaced scales")
     fig3.add_argument("--fan-in", type=int, default=1024, help="n of A (default 1024: BERT-large, the paper's model)")
-    fig3.add_argument("--renyi-alpha", type=float, default=1.0, help="alpha of H' (1 = Shannon, as the paper's figure)")
+    fig3.add_argument("--renyi-alpha", type=_finite, default=1.0, help="alpha of H' (1 = Shannon, as the paper's figure)")
     fig3.add_argument("--init", default="kaiming_uniform")
     fig3.add_argument("--seed", type=int, default=0)
     fig3.add_argument("--out", default="results/theory/fig3.json", help="JSON output")
@@ -139,11 +170,14 @@ def _spectrum(args: argparse.Namespace) -> int:
     for r in args.rank:
         if r < 1:
             raise UserError(f"rank {r} must be >= 1")
+    if not args.alpha > 0:
+        raise UserError(f"--alpha {args.alpha} must be > 0")
+    fan_in = args.fan_in if args.fan_in is not None else model_fan_in(args.model)
+    _check_spectrum_sizes(args.rank, fan_in, args.seed)
     if args.out:
         check_writable_file(args.out)
     if args.figure_dir:
         check_writable_dir(args.figure_dir)
-    fan_in = args.fan_in or model_fan_in(args.model)
     checks = []
     for strategy in strategies:
         for rank in args.rank:
@@ -184,12 +218,11 @@ def _fig3(args: argparse.Namespace) -> int:
     INIT_STRATEGIES.get(args.init)
     if not (0 < args.scale_min < args.scale_max):
         raise UserError(f"scale range [{args.scale_min}, {args.scale_max}] must satisfy 0 < min < max")
-    if args.scales < 2:
-        raise UserError(f"--scales {args.scales} must be >= 2")
+    if not 2 <= args.scales <= MAX_SCALES:
+        raise UserError(f"--scales {args.scales} must be in [2, {MAX_SCALES}]")
     if args.renyi_alpha < 0:
         raise UserError(f"--renyi-alpha {args.renyi_alpha} must be >= 0")
-    if args.fan_in < 1 or any(r < 1 for r in args.rank):
-        raise UserError("--fan-in and every --rank must be >= 1")
+    _check_spectrum_sizes(args.rank, args.fan_in, args.seed)
     check_writable_file(args.out)
     figure = args.figure or str(Path(args.out).with_suffix(".png"))
     check_writable_file(figure)
@@ -212,13 +245,18 @@ def _compare(args: argparse.Namespace) -> int:
 
     base = theory_config_from_args(args, quantity="all", n=args.n,
                                    **({"max_jacobian_mb": args.max_jacobian_mb} if args.max_jacobian_mb else {}))
-    out_dir = check_writable_dir(args.out_dir)
-    data = load_run_data(base)
-    progress = _progress(not args.quiet)
+    for rank in args.ranks:
+        if rank < 1:
+            raise UserError(f"--ranks {rank} must be >= 1")
     configs = [("ff", base.replace(method="ff"))]
     for rank in args.ranks:
         for k in args.init_scales:
             configs.append((f"lora-r{rank}-k{k:g}", base.replace(method="lora", rank=rank, init_scale=k)))
+    for _, config in configs:  # every config is checked before the first is computed
+        config.validate()
+    out_dir = check_writable_dir(args.out_dir)
+    data = load_run_data(base)
+    progress = _progress(not args.quiet)
     results = {}
     for label, config in configs:
         progress("config", label=label)

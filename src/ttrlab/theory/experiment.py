@@ -91,6 +91,8 @@ class TheoryConfig(ModelSettings, ClassificationData, AttackSettings, *method_se
 
         require(self.quantity != "spectrum" or METHODS.get(self.method).settings is LoRASettings,
                 f"quantity 'spectrum' is about LoRA's A; got method {self.method!r} (use --method lora)")
+        if self.quantity == "spectrum" and self.fan_in is not None:  # A is r x n
+            require(self.rank <= self.fan_in, f"rank {self.rank} exceeds fan_in {self.fan_in}; allowed: 1 to {self.fan_in}")
 
 
 # ---- samples ---------------------------------------------------------------------------------
@@ -125,6 +127,11 @@ class TheoryExperiment(Experiment):
 
     def compute_without_model(self, config):
         return compute_spectrum(config)
+
+    def model_config(self, config):
+        from ttrlab.models import pretrained_config
+
+        return pretrained_config(config.model)
 
     def load_data(self, config):
         from ttrlab.experiment import load_run_data
@@ -273,7 +280,7 @@ def model_fan_in(model_name: str) -> int:
     source, is_local = resolve_model(model_name)
     try:
         return int(AutoConfig.from_pretrained(source, local_files_only=is_local).hidden_size)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise UserError(f"cannot read the config of model {model_name!r}: {str(error).splitlines()[0]}") from None
 
 
