@@ -130,9 +130,11 @@ def env(tmp_path_factory) -> dict[str, str]:
 TRAIN = ["train", "--data-dir", "{glue}", "--quiet"]
 SWEEP = ["sweep", "--db", "{db}", "--dry-run"]
 
-# (id, argv, pattern the one line must match). Before the fixes of issue 14 item 5, the cases
-# marked `# was:` were mishandled that way (traceback: a Python traceback; accepted: the run went
-# on to train or the spec planned runs; killed: the OS killed the process for memory).
+# (id, argv, pattern the one line must match): 153 bad inputs. Before the fixes of issue 14
+# item 5, 53 of them were mishandled, as marked `# was:` (traceback: 21, a Python traceback;
+# accepted: 32, the run went on to train or the spec planned runs; killed: the OS killed the
+# process for memory or it ran on for minutes). The other 100 were one line with exit 2 already
+# (19 of them with a misleading wording, e.g. "lr nan must be > 0").
 CASES = [
     # ---- train: numbers ----------------------------------------------------------------------
     ("rank-huge", [*TRAIN, "--method", "lora", "--rank", "1000000000"], r"rank 1000000000 .*hidden size 384"),  # was: killed
