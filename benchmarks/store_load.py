@@ -434,9 +434,12 @@ def table_reading(results: dict, sizes: list[int]) -> None:
     lo, hi = sizes[0], sizes[-1]
     for b in names:
         r0, r1 = results[b]["read"][lo], results[b]["read"][hi]
-        per_run_kb = 1024 * (r1["report"]["delta_mb"] - r0["report"]["delta_mb"]) / (hi - lo) if hi > lo else float("nan")
-        shows.append(f"{BACKENDS[b]}: report {r0['report']['seconds']:.2f} -> {r1['report']['seconds']:.2f} s for "
-                     f"x{hi / lo:.0f} runs (x{r1['report']['seconds'] / r0['report']['seconds']:.1f}), "
+        growth = (f"{r0['report']['seconds']:.2f} -> {r1['report']['seconds']:.2f} s for x{hi / lo:.0f} runs "
+                  f"(x{r1['report']['seconds'] / r0['report']['seconds']:.1f})" if hi > lo
+                  else f"{r1['report']['seconds']:.2f} s")
+        per_run_kb = 1024 * (r1["report"]["delta_mb"] if hi == lo else r1["report"]["delta_mb"] - r0["report"]["delta_mb"]) \
+            / (hi if hi == lo else hi - lo)
+        shows.append(f"{BACKENDS[b]}: report {growth}, "
                      f"runs() + failed() {100 * (r1['runs']['seconds'] + r1['runs']['failed_seconds']) / r1['report']['seconds']:.0f}% "
                      f"of it at {hi}, failed() with no failed run {1000 * r1['runs']['failed_seconds']:.0f} ms, "
                      f"~{per_run_kb:.1f} KB of report peak memory per run")
