@@ -3,7 +3,10 @@ database first, so drivers sharing one database split the runs instead of comput
 
 A driver takes the next unit (`take`) only when a worker is free. Each of its runs is claimed
 (`ResultStore.claim`): runs that another driver has stored meanwhile are dropped, runs a live
-driver holds are set aside, the rest form the unit. Once nothing else is left, the set-aside
+driver holds are set aside, the rest form the unit. Drivers started on the same spec walk the
+same units in the same order; after running into another driver's runs, a driver jumps to
+another place in its list (drawn from its owner id), so two drivers soon work on different runs
+instead of racing for each one (measured: `benchmarks/store_load.py`). Once nothing else is left, the set-aside
 runs are looked at again every `poll` seconds: stored by their driver → dropped; its lease
 expired (the driver was killed) → taken over, regrouped into fused units, and computed here.
 While the driver lives a heartbeat thread renews its leases every `lease / 4` seconds; when it
@@ -13,6 +16,7 @@ Without a store (`WorkQueue(units)`) nothing is claimed: the units are handed ou
 """
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +42,8 @@ class WorkQueue:
         self.on_settled = on_settled  # a run another driver stored: the driver counts it as done
         self.settled = self.taken_over = 0
         self._next_poll = 0.0
+        self._collided = False  # the last claim met another driver's runs
+        self._jumps = random.Random(self.owner.id)
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -59,6 +65,10 @@ class WorkQueue:
         """The next unit whose runs this driver now holds, or None when there is none right now
         (check `exhausted`: if False, ask again later; runs held elsewhere may come free)."""
         while self._pending:
+            if self._collided and len(self._pending) > 1:
+                cut = self._jumps.randrange(1, len(self._pending))
+                self._pending = self._pending[cut:] + self._pending[:cut]  # go on from elsewhere
+            self._collided = False
             unit = self._claimed(self._pending.pop())
             if unit:
                 return unit
@@ -81,6 +91,7 @@ class WorkQueue:
         mine = []
         for run in runs:
             found = outcome[run.run_key]
+            self._collided |= found == BUSY or (found == SETTLED and self.store is not None)
             if found == SETTLED:
                 self.settled += 1
                 if self.on_settled is not None:

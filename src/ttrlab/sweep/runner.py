@@ -166,9 +166,11 @@ def run_sweep(
                 summary["failed"] += 1
                 summary["failures"].append((run.label(), outcome.last_error_line))
 
+        stored_elsewhere: list[str] = []  # linked to this sweep in one transaction at the end
+
         with Monitor(len(todo), enabled=progress and bool(todo), title=f"{spec.name}") as monitor:
             def on_settled(run: PlannedRun) -> None:
-                store.link(sweep_id, run.kind, [run.run_key])
+                stored_elsewhere.append(run.run_key)
                 monitor.stored_elsewhere(run)
 
             queue = WorkQueue(work_units(todo, fuse=fuse), store, owner=owner, sweep_id=sweep_id,
@@ -178,6 +180,11 @@ def run_sweep(
                     chosen.run(queue, on_outcome, monitor, spec.resources, workers=workers, ray_address=ray_address)
             except KeyboardInterrupt as interrupt:
                 summary["interrupted"] = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+            finally:
+                try:
+                    store.link(sweep_id, spec.kind, stored_elsewhere)
+                except DBAPIError:  # the database is what stopped the sweep: the links are the least of it
+                    pass
             summary["stored_elsewhere"], summary["taken_over"] = queue.settled, queue.taken_over
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary

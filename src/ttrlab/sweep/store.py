@@ -57,6 +57,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     inspect,
     select,
     update,
@@ -511,9 +512,10 @@ class ResultStore:
                     ).rowcount
                     outcome[key] = TAKEN_OVER if swapped == 1 else BUSY
             # A driver may have stored a run between the reads above and our claim landing
-            # (on SQLite the write lock rules it out; on PostgreSQL it does not): look again.
+            # (on SQLite the write lock, held since BEGIN IMMEDIATE, rules it out; on
+            # PostgreSQL it does not): look again.
             ours = [key for key, found in outcome.items() if found in (CLAIMED, TAKEN_OVER)]
-            if ours:
+            if ours and self.engine.dialect.name != "sqlite":
                 done = set(s.scalars(select(Run.run_key).where(Run.kind == kind, Run.run_key.in_(ours),
                                                                Run.status == FINISHED)))
                 if done:
@@ -557,15 +559,15 @@ class ResultStore:
     def runs(self, status: str | None = FINISHED, kind: str | None = None) -> list[dict[str, Any]]:
         """Runs as plain dicts: kind, run_key, status, config, metrics (flat), result, error,
         seconds, versions, sweeps (names)."""
+        chosen = [clause for clause in (Run.status == status if status is not None else None,
+                                        Run.kind == kind if kind is not None else None) if clause is not None]
         with self.session() as s:
-            query = select(Run).order_by(Run.id)
-            if status is not None:
-                query = query.where(Run.status == status)
-            if kind is not None:
-                query = query.where(Run.kind == kind)
-            runs = list(s.scalars(query))
-            metric_rows = s.execute(select(Metric.run_id, Metric.name, Metric.value)).all()
-            link_rows = s.execute(select(SweepRun.run_id, Sweep.name).join(Sweep, Sweep.id == SweepRun.sweep_id)).all()
+            runs = list(s.scalars(select(Run).where(*chosen).order_by(Run.id)))
+            # only the chosen runs' metrics and links (a join on the same filter, not every row)
+            metric_rows = s.execute(select(Metric.run_id, Metric.name, Metric.value)
+                                    .join(Run, Run.id == Metric.run_id).where(*chosen)).all() if runs else []
+            link_rows = s.execute(select(SweepRun.run_id, Sweep.name).join(Sweep, Sweep.id == SweepRun.sweep_id)
+                                  .join(Run, Run.id == SweepRun.run_id).where(*chosen)).all() if runs else []
         metrics: dict[int, dict[str, float]] = {}
         for run_id, name, value in metric_rows:
             metrics.setdefault(run_id, {})[name] = value
@@ -583,12 +585,9 @@ class ResultStore:
         ]
 
     def counts(self) -> dict[str, int]:
+        """{status: number of runs}."""
         with self.session() as s:
-            rows = s.execute(select(Run.status, Run.id)).all()
-        out: dict[str, int] = {}
-        for status, _ in rows:
-            out[status] = out.get(status, 0) + 1
-        return out
+            return dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
 
 
 def _sqlite_connection(dbapi_connection, _record) -> None:
