@@ -6,9 +6,10 @@ A driver takes the next unit (`take`) only when a worker is free. Each of its ru
 driver holds are set aside, the rest form the unit. Drivers started on the same spec walk the
 same units in the same order; after running into another driver's runs, a driver jumps to
 another place in its list (drawn from its owner id), so two drivers soon work on different runs
-instead of racing for each one (measured: `benchmarks/store_load.py`). Once nothing else is left, the set-aside
-runs are looked at again every `poll` seconds: stored by their driver → dropped; its lease
-expired (the driver was killed) → taken over, regrouped into fused units, and computed here.
+instead of racing for each one (`benchmarks/store_load.py` measures it). Once nothing else is
+left, the set-aside runs are looked at again every `poll` seconds: stored by their driver →
+dropped; claim abandoned (its driver was killed) → taken over, regrouped into fused units, and
+computed here.
 While the driver lives a heartbeat thread renews its leases every `lease / 4` seconds; when it
 stops (Ctrl-C, SIGTERM, a crash it survives) it releases its unfinished claims at once.
 
@@ -46,11 +47,6 @@ class WorkQueue:
         self._jumps = random.Random(self.owner.id)
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
-
-    @property
-    def runs(self) -> int:
-        """Runs not handed out yet (pending or set aside)."""
-        return sum(len(unit) for unit in self._pending) + len(self._waiting)
 
     @property
     def units(self) -> int:
@@ -91,7 +87,7 @@ class WorkQueue:
         mine = []
         for run in runs:
             found = outcome[run.run_key]
-            self._collided |= found == BUSY or (found == SETTLED and self.store is not None)
+            self._collided |= found in (BUSY, SETTLED)
             if found == SETTLED:
                 self.settled += 1
                 if self.on_settled is not None:

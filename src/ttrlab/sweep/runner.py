@@ -5,7 +5,7 @@ groups, `groups.work_units`) → claim each unit's runs as it is dispatched (`cl
 The driver writes every outcome to the database the moment it arrives, one transaction per
 run, so stopping at any point (Ctrl-C, SIGTERM, SIGKILL, a crash) loses at most the runs in
 flight. Drivers sharing a database split the runs through their claims; a run whose driver
-was killed is taken over by another once its lease expires.
+was killed is taken over by another (`claims.WorkQueue`).
 
 If the database cannot take a result (the disk is full, the server went away), the sweep stops
 at once with one line: what is stored stays stored, and re-running resumes.
@@ -20,9 +20,9 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from ttrlab.errors import UserError
 from sqlalchemy.exc import DBAPIError
 
+from ttrlab.errors import UserError
 from ttrlab.sweep.claims import WorkQueue
 from ttrlab.sweep.executors import EXECUTORS, Outcome
 from ttrlab.sweep.groups import work_units
@@ -36,6 +36,7 @@ from ttrlab.sweep.store import (
     Owner,
     ResultStore,
     database_url,
+    first_line,
     redacted,
     sqlite_path,
 )
@@ -110,8 +111,8 @@ def run_sweep(
     planned, duplicates_dropped, already_finished, skipped_failed, ran, finished, failed,
     stored_elsewhere (runs another driver on the same database stored meanwhile), taken_over
     (runs claimed from a driver that is gone: its lease expired, or its process no longer runs
-    on this host), interrupted (None, "SIGINT" or
-    "SIGTERM"), seconds, failures [(label, last error line)], db. With `fuse`, runs whose kind
+    on this host), interrupted (None, "SIGINT" or "SIGTERM"), seconds, failures [(label, last
+    error line)], db. With `fuse`, runs whose kind
     gives them the same fusion key train together in one worker (`groups.work_units`); each
     run is still stored on its own. `lease`: seconds without a heartbeat after which another
     driver may take this one's runs over."""
@@ -154,11 +155,9 @@ def run_sweep(
                              result=outcome.result, error=outcome.error, started_at=outcome.started_at,
                              seconds=outcome.seconds, host=host, owner=owner)
             except DBAPIError as error:
-                raise UserError(
-                    f"cannot store run {run.label()!r} in database {summary['db']!r}: "
-                    f"{str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__}; "
-                    f"the {summary['finished'] + summary['failed']} runs stored before are intact, "
-                    "re-run the same command to resume") from None
+                raise UserError(f"cannot store run {run.label()!r} in database {summary['db']!r}: "
+                                f"{first_line(error)}; the runs stored before are intact, re-run the same "
+                                "command to resume") from None
             summary["ran"] += 1
             if outcome.ok:
                 summary["finished"] += 1

@@ -37,13 +37,12 @@ import datetime as dt
 import math
 import os
 import platform
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import uuid
-from dataclasses import dataclass, field
 
 from sqlalchemy import (
     JSON,
@@ -270,7 +269,7 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -304,7 +303,7 @@ class ResultStore:
             raise
         except (OperationalError, DatabaseError) as error:
             self.engine.dispose()
-            raise UserError(f"cannot open database {redacted(self.url)!r}: {_first_line(error)}") from None
+            raise UserError(f"cannot open database {redacted(self.url)!r}: {first_line(error)}") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def _open_schema(self) -> int:
