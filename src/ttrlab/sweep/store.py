@@ -469,10 +469,10 @@ class ResultStore:
               lease: float = DEFAULT_LEASE_SECONDS, retry_failed: bool = False) -> dict[str, str]:
         """Try to claim each (run_key, label) for `owner`, in one transaction: {run_key: CLAIMED,
         TAKEN_OVER (claimed from a driver whose lease expired, or which ran on this host and
-        runs no more: hosts are told apart by name, so give machines distinct names), SETTLED (stored already: finished,
-        or failed and `retry_failed` is off) or BUSY (a live driver holds it)}. A takeover is a
-        compare-and-swap on the old owner and heartbeat, so of several drivers taking over the
-        same expired claim exactly one succeeds."""
+        runs no more: hosts are told apart by name, so give machines distinct names), SETTLED
+        (stored already: finished, or failed and `retry_failed` is off) or BUSY (a live driver
+        holds it)}. A takeover is a compare-and-swap on the old owner and heartbeat, so of
+        several drivers taking over the same expired claim exactly one succeeds."""
         runs = list(runs)
         outcome: dict[str, str] = {}
         now = _now()
