@@ -26,6 +26,7 @@ database the moment they are dispatched (several drivers on one database split t
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import multiprocessing as mp
 import os
@@ -352,7 +353,7 @@ def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resourc
     events = ctx.Queue()
     pool: list[_Worker] = []
     held: dict[int, Unit] = {}  # units handed to a worker and not delivered yet, by index
-    counter = iter(range(10**12))
+    counter = itertools.count()
     next_id = len(slots)
 
     def feed(worker: _Worker) -> None:
