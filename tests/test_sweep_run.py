@@ -226,7 +226,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(sleepy, tmp_path):
     spec = sleepy_spec(tmp_path / "s.yaml", [float(x) for x in range(10)], seconds=3.0, seeds=[0])
     db = tmp_path / "r.sqlite"
     command = [sys.executable, "-m", "ttrlab.cli", "sweep", str(spec), "--db", str(db), "--workers", "2", "--quiet"]
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT as a terminal leaves it: a test run started in the background (`pytest &` in a
+    # script) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.2)
