@@ -25,6 +25,13 @@ def shown(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def first_line(error: BaseException) -> str:
+    """A library error's message for a one-line UserError: its first line, or its type's name
+    when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:
     """' (did you mean 'sst2'?)' when a close match exists, else ''."""
     matches = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.5)

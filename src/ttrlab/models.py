@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from ttrlab.errors import UserError
+from ttrlab.errors import UserError, first_line
 
 HEAD_SEED_OFFSET = 104_729  # keeps the head's RNG stream apart from data order and LoRA init
 
@@ -61,13 +61,8 @@ def pretrained_config(name: str):
         return AutoConfig.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as error:  # ValueError: no model_type, an invalid hub id
         if is_local:
-            raise UserError(f"cannot load model {name!r}: {_first_line(error)}") from None
+            raise UserError(f"cannot load model {name!r}: {first_line(error)}") from None
         return None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def positions_of(model_config) -> int | None:
@@ -104,7 +99,7 @@ def _load_pretrained(name: str, num_labels: int, trust_remote_code: bool):
             trust_remote_code=trust_remote_code,
         )
     except (OSError, ValueError) as error:  # ValueError: a config.json without model_type, a bad hub id
-        raise UserError(f"cannot load model {name!r}: {_first_line(error)}") from None
+        raise UserError(f"cannot load model {name!r}: {first_line(error)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()

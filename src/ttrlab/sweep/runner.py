@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from ttrlab.errors import UserError
+from ttrlab.errors import UserError, first_line
 from ttrlab.sweep.claims import WorkQueue
 from ttrlab.sweep.executors import EXECUTORS, Outcome
 from ttrlab.sweep.groups import work_units
@@ -36,7 +36,6 @@ from ttrlab.sweep.store import (
     Owner,
     ResultStore,
     database_url,
-    first_line,
     redacted,
     sqlite_path,
 )
@@ -156,7 +155,7 @@ def run_sweep(
                              seconds=outcome.seconds, host=host, owner=owner)
             except DBAPIError as error:
                 raise UserError(f"cannot store run {run.label()!r} in database {summary['db']!r}: "
-                                f"{first_line(error)}; the runs stored before are intact, re-run the same "
+                                f"{first_line(error.orig or error)}; the runs stored before are intact, re-run the same "
                                 "command to resume") from None
             summary["ran"] += 1
             if outcome.ok:

@@ -65,7 +65,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from ttrlab.errors import UserError
+from ttrlab.errors import UserError, first_line
 
 FINISHED, FAILED = "finished", "failed"
 SCHEMA_VERSION = 2  # 1: sweeps, runs, metrics, sweep_runs; 2: + claims, ttrlab_meta
@@ -269,11 +269,6 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-def first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 class ResultStore:
     """Open a results database: `create=True` (a driver) creates it and its tables if needed and
     migrates an older schema; `create=False` (a reader: reports, `ttrlab status`) requires an
@@ -303,7 +298,7 @@ class ResultStore:
             raise
         except (OperationalError, DatabaseError) as error:
             self.engine.dispose()
-            raise UserError(f"cannot open database {redacted(self.url)!r}: {first_line(error)}") from None
+            raise UserError(f"cannot open database {redacted(self.url)!r}: {first_line(error.orig or error)}") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def _open_schema(self) -> int:
