@@ -411,7 +411,7 @@ def _resources(value: Any, where: str) -> Resources:
         threads = int(threads)
     memory_gb = data.get("memory_gb")
     if memory_gb is not None:
-        _require(memory_gb > 0 and math.isfinite(memory_gb), f"{where}: 'memory_gb' must be a number > 0, got {memory_gb!r}")
+        _require(memory_gb > 0, f"{where}: 'memory_gb' must be a number > 0, got {memory_gb!r}")  # finite: checked above
         memory_gb = float(memory_gb)
     return Resources(cpus=float(data.get("cpus", 1)), gpus=float(data.get("gpus", 0)), threads=threads,
                      memory_gb=memory_gb)
