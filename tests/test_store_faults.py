@@ -172,6 +172,40 @@ def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path, monkeypatch):
     assert all(n == 1 for n in computations(log).values()) and len(computations(log)) == 8
 
 
+def test_a_result_that_arrived_before_the_interrupt_is_stored(tmp_path, monkeypatch):
+    """Two workers finish together; the interrupt comes while the driver stores the first result,
+    with the second already waiting in its queue. The driver stores the second before it stops,
+    so the resume computes neither again. (The intermittent failure of the SIGTERM test above:
+    it stops the sweep just after the first row appears.)"""
+    log = install_counting_kind(tmp_path, monkeypatch)
+    from counting_kind import computations
+    from ttrlab.sweep import run_sweep
+    from ttrlab.sweep.store import ResultStore
+
+    record = ResultStore.record
+    calls = []
+
+    def record_then_interrupt(self, *args, **kwargs):
+        stored = record(self, *args, **kwargs)
+        calls.append(kwargs["run_key"])
+        if len(calls) == 1:
+            time.sleep(3)  # the other worker's 1-second run has finished and is waiting
+            raise KeyboardInterrupt
+        return stored
+
+    monkeypatch.setattr(ResultStore, "record", record_then_interrupt)
+    spec = counting_spec(tmp_path / "s.yaml", range(4), seconds=1.0)
+    db = tmp_path / "r.sqlite"
+    summary = run_sweep(spec, db, workers=2, progress=False)
+    assert summary["interrupted"] == "SIGINT"
+    assert len(calls) == 2 and len(rows(db)) == 2
+
+    monkeypatch.setattr(ResultStore, "record", record)
+    again = run_sweep(spec, db, workers=2, progress=False)
+    assert again["already_finished"] == 2 and len(rows(db)) == 4
+    assert all(n == 1 for n in computations(log).values()) and len(computations(log)) == 4
+
+
 def test_a_worker_over_the_memory_cap_is_failed_with_the_reason_and_retried(tmp_path, monkeypatch):
     """`resources.memory_gb`: the local pool kills a worker whose resident memory passes it; that
     run is recorded failed with the reason, the others finish; with the cap raised,

@@ -366,6 +366,19 @@ def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resourc
         elif queue.exhausted:
             worker.stop()
 
+    def receive(message: tuple) -> None:
+        kind, worker_id, index = message[:3]
+        if kind == "event":
+            monitor.event(worker_id, message[3], message[4])
+            return
+        worker = next((w for w in pool if w.id == worker_id), None)
+        if worker is not None:
+            worker.current = None
+        unit = held.pop(index, None)
+        if unit is None:
+            return  # already failed as its worker's death
+        _deliver([Outcome(run, *outcome) for run, outcome in zip(unit, message[3])], on_outcome, monitor, worker_id)
+
     try:
         for worker_id, slot in enumerate(slots):
             pool.append(_Worker(ctx, worker_id, events, resources.torch_threads, slot))
@@ -378,18 +391,7 @@ def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resourc
             except queue_module.Empty:
                 message = None
             if message is not None:
-                kind, worker_id, index = message[:3]
-                worker = next((w for w in pool if w.id == worker_id), None)
-                if kind == "event":
-                    monitor.event(worker_id, message[3], message[4])
-                    continue
-                unit = held.pop(index, None)
-                if unit is None:
-                    continue  # already failed as its worker's death
-                outcomes = [Outcome(run, *outcome) for run, outcome in zip(unit, message[3])]
-                _deliver(outcomes, on_outcome, monitor, worker_id)
-                if worker is not None:
-                    worker.current = None
+                receive(message)
             if resources.memory_gb is not None:
                 _enforce_memory_cap(pool, resources.memory_gb)
             # a worker that died holding a unit: fail each of its runs, replace the worker
@@ -406,8 +408,22 @@ def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resourc
                 _deliver([Outcome(run, None, error, None, None) for run in unit], on_outcome, monitor, worker.id)
                 pool[i] = _Worker(ctx, next_id, events, resources.torch_threads, worker.slot)
                 next_id += 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep every result that has already arrived
+        _drain(events, receive)
+        raise
     finally:
         _shutdown(pool)
+
+
+def _drain(events, receive: Callable[[tuple], None]) -> None:
+    """Deliver the messages already waiting in `events`: a run that finished just before an
+    interrupt is stored, not computed again by the resume. Busy workers are killed after this."""
+    while True:
+        try:
+            message = events.get(timeout=0.05)
+        except (queue_module.Empty, OSError, EOFError):
+            return
+        receive(message)
 
 
 def _enforce_memory_cap(pool: list[_Worker], memory_gb: float) -> None:
@@ -489,6 +505,22 @@ def run_ray(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources
     in_flight: dict[Any, Unit] = {}
     again: list[Unit] = []  # units whose node died under them: not the runs' fault, run them elsewhere
     node_losses: dict[int, int] = {}
+
+    def collect(ref) -> None:
+        unit = in_flight.pop(ref)
+        try:
+            returned = ray.get(ref)
+        except ray.exceptions.NodeDiedError as failure:
+            node_losses[id(unit)] = node_losses.get(id(unit), 0) + 1
+            if node_losses[id(unit)] <= NODE_LOSS_RETRIES:
+                again.append(unit)  # this driver still holds its claims
+                return
+            returned = [(None, f"ray task failed: {failure}", None, None)] * len(unit)
+        except Exception as failure:  # the worker died or Ray lost the task
+            returned = [(None, f"ray task failed: {failure}", None, None)] * len(unit)
+        outcomes = [Outcome(run, *outcome) for run, outcome in zip(unit, returned)]
+        _deliver(outcomes, on_outcome, monitor, f"ray{id(ref)}")
+
     try:
         while in_flight or again or not queue.exhausted:
             while len(in_flight) < workers:
@@ -503,19 +535,13 @@ def run_ray(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources
                 continue
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in ready:
-                unit = in_flight.pop(ref)
-                try:
-                    returned = ray.get(ref)
-                except ray.exceptions.NodeDiedError as failure:
-                    node_losses[id(unit)] = node_losses.get(id(unit), 0) + 1
-                    if node_losses[id(unit)] <= NODE_LOSS_RETRIES:
-                        again.append(unit)  # this driver still holds its claims
-                        continue
-                    returned = [(None, f"ray task failed: {failure}", None, None)] * len(unit)
-                except Exception as failure:  # the worker died or Ray lost the task
-                    returned = [(None, f"ray task failed: {failure}", None, None)] * len(unit)
-                outcomes = [Outcome(run, *outcome) for run, outcome in zip(unit, returned)]
-                _deliver(outcomes, on_outcome, monitor, f"ray{id(ref)}")
+                collect(ref)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the results of tasks that have finished
+        if in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
+            for ref in ready:
+                collect(ref)
+        raise
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=True)
