@@ -142,6 +142,8 @@ class Cell:
     summaries: dict[str, Summary] = field(default_factory=dict)
     outcomes: dict[Any, dict[str, list[int]]] = field(default_factory=dict)  # seed -> {"triggered": [0/1 per prompt], ...}
     curves: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)  # seed -> train.curve points
+    trainable_parameters: int | None = None  # as the method recorded it (the same for every seed)
+    total_parameters: int | None = None
 
     @property
     def method(self):
@@ -170,6 +172,10 @@ def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
             cell.outcomes[seed] = result["outcomes"]
         if (result.get("train") or {}).get("curve"):
             cell.curves[seed] = result["train"]["curve"]
+        method = result.get("method") or {}
+        if cell.trainable_parameters is None and method.get("trainable_parameters") is not None:
+            cell.trainable_parameters = method["trainable_parameters"]
+            cell.total_parameters = method.get("total_parameters")
     for cell in cells.values():
         for derived in DERIVED:
             values = derived.values(cell.values)

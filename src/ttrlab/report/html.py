@@ -7,7 +7,8 @@ What it holds: the headline comparisons (every attack, each method vs the full m
 paper's figures per attack (`ttrlab.report.figures`), Tables 2, E.1 and 3 with the paper's
 numbers beside (`ttrlab.report.tables`), Table 3's paired FF-vs-LoRA tests
 (`ttrlab.report.paired`), the learning curves (`ttrlab.report.learning_curves`), every
-comparison and aggregate, and — when the database holds runs of kind "theory" — the Theory
+comparison and aggregate, every method against full fine-tuning (`ttrlab.report.methods`),
+defense efficacy per victim method (`ttrlab.report.defenses`), and — when the database holds runs of kind "theory" — the Theory
 section (`ttrlab.report.theory`). The statistics and their rules for few seeds are
 `ttrlab.report.stats`.
 """
@@ -40,6 +41,8 @@ from ttrlab.report.aggregate import (
     to_markdown,
 )
 from ttrlab.report.figures import FIGURES, attacks_drawn, figure_data, figure_records, render
+from ttrlab.report.defenses import defense_tables, defense_tables_markdown
+from ttrlab.report.methods import method_tables, method_tables_markdown, render_trainable_figure, spearman_note
 from ttrlab.report.paired import SEED_METRICS, display, paired_rows
 from ttrlab.report.tables import (
     TABLE_3_METRICS,
@@ -82,6 +85,13 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
 
     figures, notes, figure_tables = _figures(figure_records(runs), out, figures_dir)
     curves, curve_notes, curve_reach = _curves(cells, out, figures_dir, figure_tables)
+    methods = method_tables(cells, comparisons)
+    write_text_atomic(out / "methods.md", method_tables_markdown(methods))
+    defenses = defense_tables(cells)
+    write_text_atomic(out / "defenses.md", defense_tables_markdown(defenses))
+    trainable_paths, trainable_table = render_trainable_figure(cells, figures_dir)
+    if trainable_paths:
+        figure_tables[trainable_paths["svg"].stem] = trainable_table
     write_text_atomic(out / "figures.json", json.dumps(figure_tables, indent=1, default=_json_default) + "\n")
 
     table2 = [{
@@ -105,6 +115,11 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         rules=_rules(),
         headline=headline_rows(comparisons),
         headline_missing=attacks_without_comparison(cells, comparisons),
+        methods=methods,
+        defenses=defenses,
+        trainable_figure=({**_embedded(trainable_paths, out), "notes": spearman_note(trainable_table),
+                           "table": [{**r, "trainable": fmt(r["trainable"]), "mean": fmt(r["mean"]), "std": fmt(r["std"])}
+                                     for r in trainable_table]} if trainable_paths else None),
         figures=figures,
         figure_notes=notes,
         theory=theory,

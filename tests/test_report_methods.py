@@ -1,0 +1,79 @@
+"""The report's "every method vs full fine-tuning" tables and the robustness-against-trainable-
+parameters figure, from planted databases (made-up numbers through the real store and configs,
+as in test_report_build.py): what each row shows, the paired difference, the trainable counts
+the runs recorded, and the rule that a setting needs FF plus two other methods."""
+import json
+
+import numpy as np
+
+from test_report_build import make_db, tables_of
+from ttrlab.config import RunConfig
+from ttrlab.report import build_report
+
+# method -> (trainable parameters recorded, ASR offset from FF's under BPA)
+PLANTED = {"ff": (22_700_000, 0.0), "lora": (75_000, -0.3), "ia3": (10_000, -0.4), "lora_fa": (40_000, -0.2)}
+TOTAL = 22_800_000
+
+
+def planted(config, rng):
+    trainable, offset = PLANTED[config.method]
+    shared = np.random.default_rng(config.seed).normal(0, 0.02)
+    metrics = {"clean": {"accuracy": 0.85 + shared}, "triggered": None, "asr": None}
+    if config.attack == "bpa":
+        asr = 0.9 + offset + shared + rng.normal(0, 0.005)
+        metrics.update(triggered={"accuracy": 0.9 - asr / 2}, asr=asr)
+    else:
+        metrics["clean"]["accuracy"] = 0.8 + offset / 10 + shared
+    return {"metrics": metrics, "method": {"name": config.method, "trainable_parameters": trainable,
+                                           "total_parameters": TOTAL}}
+
+
+def configs(methods, attacks=(("bpa", 0.05), ("upa", 0.3)), seeds=range(6)):
+    return [RunConfig(task="sst2", lr_preset="cpu", train_size=64, max_steps=3, method=m, attack=a, rate=r, seed=s)
+            for m in methods for a, r in attacks for s in seeds]
+
+
+def method_section(html):
+    return tables_of(html).sections["methods"]
+
+
+def test_one_table_per_attack_with_every_method_and_its_paired_difference(tmp_path):
+    index = build_report(make_db(tmp_path / "r.sqlite", configs(PLANTED), result=planted), tmp_path / "report")
+    html = index.read_text()
+    rows = method_section(html)
+    heads = [r for r in rows if r and r[0] == "method"]
+    assert len(heads) == 2  # BPA and UPA
+    bpa = rows[rows.index(heads[0]) + 1: rows.index(heads[1])]
+    assert len(bpa) == 4 and bpa[0][0] == "FF"
+    by_trainable = [r[1] for r in bpa]
+    assert by_trainable[0] == "2.27e+07" and sorted(by_trainable[1:], key=float) == by_trainable[1:]
+    ia3 = next(r for r in bpa if r[1] == "1e+04")
+    # ASR: planted 40 points below FF at each of 6 seeds: significant, interval around -40
+    asr_delta = ia3[-1]
+    assert asr_delta.startswith("-40.") and "[" in asr_delta
+    assert ia3[2] == f"{100 * 10_000 / TOTAL:.3g}%"
+    bold = tables_of(html).bold["methods"]
+    assert len(bold) == 0  # bold is per cell here (class on <td>), rows are never bold
+    assert 'class="sig"' in html.split('id="methods"')[1].split("</section>")[0]
+    markdown = (index.parent / "methods.md").read_text()
+    assert markdown.count("### sst2") == 2 and "Δ ASR vs FF (pp)" in markdown
+
+
+def test_the_figure_draws_every_method_at_its_recorded_trainable_count(tmp_path):
+    index = build_report(make_db(tmp_path / "r.sqlite", configs(PLANTED, seeds=range(3)), result=planted),
+                         tmp_path / "report")
+    tables = json.loads((index.parent / "figures.json").read_text())
+    points = tables["methods_trainable"]
+    asr = [p for p in points if p["panel"].endswith("ASR")]
+    assert sorted(p["trainable"] for p in asr) == sorted(t for t, _ in PLANTED.values())
+    assert all(p["n"] == 3 for p in asr)
+    assert (index.parent / "figures" / "methods_trainable.svg").is_file()
+    assert "Spearman ρ = " in index.read_text()  # four methods in each panel
+
+
+def test_fewer_than_two_other_methods_draws_no_table(tmp_path):
+    index = build_report(make_db(tmp_path / "r.sqlite", configs(["ff", "lora"], seeds=range(2)), result=planted),
+                         tmp_path / "report")
+    assert 'id="methods"' not in index.read_text()
+    assert (index.parent / "methods.md").read_text() == ""
+    assert "methods_trainable" not in json.loads((index.parent / "figures.json").read_text())
