@@ -132,7 +132,8 @@ def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_
         training = experiment.training_set(config, data, poisoned, tokenizer)
         # a run of 0 steps has no learning curve (its one point would be the start's evaluation)
         checkpoints = experiment.checkpoints(config, tokenizer, data, poisoned, runtime) if config.max_steps else None
-        stats = optimize(prepared.model, training, config, config.seed, runtime, progress, batch_hook, checkpoints)
+        stats = optimize(prepared.model, training, config, config.seed, runtime, progress, batch_hook, checkpoints,
+                         prepared.after_step)
 
     _notify(progress, "evaluate")
     return evaluate_and_record(experiment, config, runtime, data, poisoned, tokenizer, prepared,

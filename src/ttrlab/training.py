@@ -8,6 +8,7 @@ shuffles the resulting batches. The order is a pure function of the seed.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -204,9 +205,11 @@ def linear_schedule(optimizer: torch.optim.Optimizer, settings: OptimSettings):
     return get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * steps), max(steps, 1))
 
 
-def apply_update(parameters: list[torch.nn.Parameter], optimizer, scheduler, scaler, max_grad_norm: float) -> None:
+def apply_update(parameters: list[torch.nn.Parameter], optimizer, scheduler, scaler, max_grad_norm: float,
+                 after_step: Callable[[], None] | None = None) -> None:
     """One optimizer step after the backward pass: unscale the gradients (fp16's `scaler`,
     None otherwise), clip them, step AdamW (skipped by the scaler on inf/nan) and the schedule,
+    call `after_step` (the method's hook, `PreparedModel.after_step`: it may read the gradients),
     clear the gradients."""
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -217,6 +220,8 @@ def apply_update(parameters: list[torch.nn.Parameter], optimizer, scheduler, sca
         scaler.step(optimizer)
         scaler.update()
     scheduler.step()
+    if after_step is not None:
+        after_step()
     optimizer.zero_grad(set_to_none=True)
 
 
@@ -229,13 +234,15 @@ def optimize(
     progress: ProgressFn | None = None,
     batch_hook: BatchHook | None = None,
     checkpoints: Checkpoints | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> TrainStats:
     """The loop every run kind shares: AdamW with linear warm-up and decay, gradient clipping,
     `settings.max_steps` optimizer steps over as many epochs as needed, on `runtime`'s device and
     in its precision (fp32: no autocast, no scaler). `batch_hook(positions, batch)` sees every
     batch the model consumes (positions index `training.features`); `checkpoints` records the
     learning curve (`ttrlab.curves`) and, where it has a store, saves the loop's state at each
-    checkpoint and resumes from the last saved one."""
+    checkpoint and resumes from the last saved one. `after_step(step)` is the method's hook
+    (`PreparedModel.after_step`), called after each optimizer step with its 0-based index."""
     runtime = runtime or Runtime.resolve("cpu")
     lengths = [len(f["input_ids"]) for f in training.features]
     rng = rng_for(seed, "batch_order")
@@ -267,7 +274,8 @@ def optimize(
         with runtime.autocast():
             loss = model(**runtime.to_device(batch)).loss
         (loss if scaler is None else scaler.scale(loss)).backward()
-        apply_update(parameters, optimizer, scheduler, scaler, settings.max_grad_norm)
+        apply_update(parameters, optimizer, scheduler, scaler, settings.max_grad_norm,
+                     None if after_step is None else functools.partial(after_step, step))
         step += 1
         tokens += int(batch["attention_mask"].sum())
         padded += batch["attention_mask"].numel()

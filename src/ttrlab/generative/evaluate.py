@@ -81,6 +81,8 @@ def response_perplexity(model, tokenizer, examples: list[InstructionExample], ma
         batch = collate_for_training(tokenizer, [features[i] for i in order[start : start + batch_size]])
         with runtime.autocast():
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        # prompt tuning (peft) prepends its virtual tokens: the input's logits are the last ones
+        logits = logits[:, -batch["input_ids"].shape[1]:]
         targets = batch["labels"][:, 1:].to(device)
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"

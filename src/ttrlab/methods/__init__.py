@@ -1,8 +1,11 @@
-"""Fine-tuning methods (ff, lora) and LoRA init strategies, each registered by name."""
-from ttrlab.methods.base import METHODS, TASK_TYPES, Method, PreparedModel, count_parameters, full_method
+"""Fine-tuning methods and LoRA init strategies, each registered by name: ff, lora and its peft
+variants (lora_fa, rslora, dora, pissa, olora), adalora, ia3, prompt_tuning."""
+from ttrlab.methods.base import METHODS, RUN_KINDS, TASK_TYPES, Method, PreparedModel, count_parameters, full_method
 from ttrlab.methods.init import INIT_STRATEGIES, InitStrategy
 
 from ttrlab.methods import ff, lora  # noqa: E402,F401  (registration)
+from ttrlab.methods import lora_fa, rslora, dora, pissa, olora  # noqa: E402,F401
+from ttrlab.methods import adalora, ia3, prompt_tuning  # noqa: E402,F401
 
 
 def method_settings() -> tuple[type, ...]:
@@ -16,5 +19,5 @@ def method_settings() -> tuple[type, ...]:
     return tuple(seen)
 
 
-__all__ = ["METHODS", "TASK_TYPES", "Method", "PreparedModel", "count_parameters", "full_method",
+__all__ = ["METHODS", "RUN_KINDS", "TASK_TYPES", "Method", "PreparedModel", "count_parameters", "full_method",
            "INIT_STRATEGIES", "InitStrategy", "method_settings"]

@@ -6,6 +6,7 @@ learning-rate preset applies to it. The rest of ttrlab asks the method, never it
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -13,6 +14,8 @@ from ttrlab.registry import Registry
 
 # What a model is adapted for: a sequence classifier (GLUE runs, theory) or a causal LM.
 TASK_TYPES = ("classification", "generation")
+# The run kinds (`ttrlab.pipeline.Experiment.name`) a method can serve.
+RUN_KINDS = ("train", "generative", "theory")
 
 
 @dataclass
@@ -21,6 +24,9 @@ class PreparedModel:
     trainable_parameters: int
     total_parameters: int
     details: dict[str, Any] = field(default_factory=dict)  # method-specific, goes into the result
+    # Called by the training loop after every optimizer step with the 0-based index of the step
+    # just taken, gradients still present (AdaLoRA re-allocates its rank budget from them).
+    after_step: Callable[[int], None] | None = None
 
     def record(self, name: str) -> dict[str, Any]:
         """The result document's "method" section."""
@@ -34,6 +40,7 @@ class Method:
     label: ClassVar[str]  # how tables and figures name it ("FF", "LoRA")
     settings: ClassVar[type | None] = None  # the Section holding this method's knobs
     task_types: ClassVar[tuple[str, ...]] = TASK_TYPES
+    kinds: ClassVar[tuple[str, ...]] = RUN_KINDS  # run kinds it serves (prompt tuning: no theory)
     is_full: ClassVar[bool] = False  # trains every parameter: the baseline others are compared with
     # Runs of this method can train as one group over a shared frozen base (`ttrlab.fused`):
     # only adapters whose layers peft can route per row (a frozen base the runs share).

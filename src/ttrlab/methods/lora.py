@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from ttrlab.errors import UserError
+from ttrlab.errors import UserError, first_line
 from ttrlab.methods.base import METHODS, Method, PreparedModel, count_parameters
 from ttrlab.methods.init import INIT_STRATEGIES
 from ttrlab.settings import Section, require, setting
@@ -19,6 +19,7 @@ from ttrlab.settings import Section, require, setting
 # The seed of A's init is derived from the run seed but kept apart from the head's and the
 # data order's, so changing one of them does not silently shift the others.
 LORA_INIT_SEED_OFFSET = 7_919
+PEFT_INIT_SEED_OFFSET = 6_101  # what peft itself draws at random (`wrap`)
 # The paper (Section 4.1) gives LoRA "low rank" and "high rank" learning rates without saying
 # where high rank starts; rank >= 64 counts as high here.
 HIGH_RANK_FROM = 64
@@ -34,7 +35,12 @@ class LoRASettings(Section):
     rank: int = setting(8, "LoRA rank r")
     alpha: float = setting(16.0, "LoRA alpha (scaling s = alpha / r)")
     lora_dropout: float = setting(0.0, "LoRA dropout")
-    target_modules: str = setting("query,value", "comma list of module names (default query,value) or all-linear")
+    # "auto" is peft's per-architecture default (what peft does with target_modules=None). It
+    # is resolved to module names in the stored config (`resolve`) wherever the model's config is
+    # on this machine, so MiniLM runs keep the keys they had when "query,value" (peft's BERT
+    # entry) was the written-out default; only a model whose config is not here keeps "auto".
+    target_modules: str = setting("auto", "comma list of module names, all-linear, or auto (peft's default for "
+                                          "the architecture: query,value for BERT, c_attn for GPT-2, q_proj,v_proj for LLaMA)")
     init: str = setting("kaiming_uniform", "LoRA A init: kaiming_uniform | gaussian | xavier_normal")
     init_scale: float | None = setting(None, "variance scale k: Var(A) = k / fan_in (default: the strategy's own)")
 
@@ -47,40 +53,102 @@ class LoRASettings(Section):
             require(self.init_scale > 0 and math.isfinite(self.init_scale),
                     f"init_scale {self.init_scale} must be a finite number > 0")
         target_module_list(self.target_modules)
+        if not getattr(_method(self.method), "ttrlab_a_init", True):  # PiSSA, OLoRA: A comes from W
+            require(self.init == "kaiming_uniform" and self.init_scale is None,
+                    f"method {self.method!r} derives A from the pretrained weights; init and init_scale do not apply "
+                    f"(allowed: the defaults)")
+
+    def resolve(self, values: dict[str, Any]) -> None:
+        if values.get("target_modules") == AUTO_TARGETS:
+            names = default_targets(self)
+            if names is not None:
+                values["target_modules"] = ",".join(names)
 
     def check_model(self, model_config) -> None:
         """r at most the hidden size: A is r x n, and a rank above n adds nothing but memory."""
-        from ttrlab.methods import METHODS
         from ttrlab.models import hidden_size_of
 
-        if METHODS.get(self.method).settings is not LoRASettings:
+        if _method(self.method).settings is not LoRASettings:
             return  # another method's run ignores the rank
         hidden = hidden_size_of(model_config)
         require(hidden is None or self.rank <= hidden,
                 f"rank {self.rank} exceeds the hidden size {hidden} of model {self.model!r}; allowed: 1 to {hidden}")
 
 
-def target_module_list(targets: str) -> str | list[str]:
+AUTO_TARGETS = "auto"
+
+
+def _method(name: str):
+    from ttrlab.methods import METHODS
+
+    return METHODS.get(name)
+
+
+def default_targets(config) -> list[str] | None:
+    """peft's LoRA target modules for the architecture of `config.model` (its config.json, read
+    without the weights), or None where that config is not on this machine or peft has no entry."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    from ttrlab.models import pretrained_config
+
+    try:
+        model_config = pretrained_config(config.model)
+    except UserError:  # a .gguf file or a folder that is no model: prepare() meets the loaded model
+        return None
+    model_type = getattr(model_config, "model_type", None)
+    return TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+
+
+def target_module_list(targets: str) -> str | list[str] | None:
+    """peft's `target_modules` for the setting (None: peft's default for the architecture)."""
     targets = targets.strip()
+    if targets == AUTO_TARGETS:
+        return None
     if targets == "all-linear":
         return "all-linear"
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if not names:
-        raise UserError(f"target_modules {targets!r} names no module; give e.g. 'query,value' or 'all-linear'")
+        raise UserError(f"target_modules {targets!r} names no module; give e.g. 'query,value', 'all-linear' or 'auto'")
     return names
 
 
-def lora_config(settings: LoRASettings, task_type: str):
-    from peft import LoraConfig, TaskType
+def peft_task_type(task_type: str):
+    from peft import TaskType
 
-    return LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=target_module_list(settings.target_modules),
-        task_type=getattr(TaskType, PEFT_TASK_TYPES[task_type]),
-        init_lora_weights=True,  # B = 0; A is overwritten below
-    )
+    return getattr(TaskType, PEFT_TASK_TYPES[task_type])
+
+
+def lora_config(settings: LoRASettings, task_type: str, **options: Any):
+    """peft's LoraConfig for the settings; `options` are a variant's own LoraConfig fields
+    (use_rslora, use_dora, init_lora_weights)."""
+    from peft import LoraConfig
+
+    return LoraConfig(**{
+        "r": settings.rank,
+        "lora_alpha": settings.alpha,
+        "lora_dropout": settings.lora_dropout,
+        "target_modules": target_module_list(settings.target_modules),
+        "task_type": peft_task_type(task_type),
+        "init_lora_weights": True,  # B = 0; A is overwritten by ttrlab's init
+        **options,
+    })
+
+
+def wrap(model, peft_config, seed: int, what: str):
+    """`get_peft_model`, with whatever peft draws at random (AdaLoRA's matrices, a random prompt)
+    drawn from the run's seed, without touching the caller's global RNG. `what` names the
+    settings a peft ValueError (e.g. target modules not found) is blamed on."""
+    import torch
+    from peft import get_peft_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + PEFT_INIT_SEED_OFFSET)
+        try:
+            with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                return get_peft_model(model, peft_config)
+        except ValueError as error:  # peft: target modules not found, no default for the architecture
+            raise UserError(f"{what}: {first_line(error)}") from None
 
 
 def apply_lora_init(model, init: str, scale: float | None, seed: int, adapter: str = "default") -> dict[str, Any]:
@@ -117,25 +185,38 @@ def init_details(model, settings: LoRASettings, seed: int, adapter: str = "defau
 
 
 class LowRankAdaptation(Method):
+    """Plain LoRA, and the base of its peft variants (one module each: lora_fa, rslora, dora,
+    pissa, olora), which share LoRASettings and differ in the class attributes below."""
+
     name = "lora"
     label = "LoRA"
     summary = "LoRA (peft): low-rank A, B on the target modules, head trained fully"
     settings = LoRASettings
     trains_fused = True
+    peft_options: dict[str, Any] = {}  # the variant's own LoraConfig fields
+    # A drawn by ttrlab's variance-scaled init (False: peft derives A from W, PiSSA and OLoRA)
+    ttrlab_a_init = True
 
     def prepare(self, model, config):
-        from peft import get_peft_model
-
         settings = LoRASettings.of(config)
-        try:
-            with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                peft_model = get_peft_model(model, lora_config(settings, config.TASK_TYPE))
-        except ValueError as error:  # peft: target modules not found in the model
-            raise UserError(f"target_modules {settings.target_modules!r}: {str(error).splitlines()[0]}") from None
-        details = init_details(peft_model, settings, config.seed)
+        peft_model = wrap(model, lora_config(settings, config.TASK_TYPE, **self.peft_options), config.seed,
+                          f"target_modules {settings.target_modules!r}")
+        if self.ttrlab_a_init:
+            details = init_details(peft_model, settings, config.seed)
+        else:
+            details = {"init": self.peft_options["init_lora_weights"],
+                       "lora_modules": sum(1 for n, _ in peft_model.named_modules() if n.endswith("lora_A.default"))}
+        details["lora_scaling"] = self.lora_scaling(settings)
+        self.adjust(peft_model, details)
         trainable, total = count_parameters(peft_model)
         return PreparedModel(peft_model, trainable, total, details)
+
+    def lora_scaling(self, settings) -> float:
+        """s in W + s·BA (peft: α/r)."""
+        return settings.alpha / settings.rank
+
+    def adjust(self, peft_model, details: dict[str, Any]) -> None:
+        """A variant's change to the wrapped model before training (LoRA-FA freezes A)."""
 
     def preset_learning_rate(self, preset, config):
         return preset.adapter_low_rank if config.rank < HIGH_RANK_FROM else preset.adapter_high_rank
@@ -149,7 +230,7 @@ class LowRankAdaptation(Method):
         return " ".join(parts)
 
     def describe(self, values) -> str:
-        text = f"LoRA r={values.get('rank')}, α={values.get('alpha'):g}"
+        text = f"{self.label} r={values.get('rank')}, α={values.get('alpha'):g}"
         init, k = values.get("init", "kaiming_uniform"), values.get("init_scale")
         if init != "kaiming_uniform" or k is not None:
             text += f", {init}" + (f" k={k:g}" if k is not None else "")

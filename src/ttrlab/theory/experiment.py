@@ -89,7 +89,11 @@ class TheoryConfig(ModelSettings, ClassificationData, AttackSettings, *method_se
         from ttrlab.methods import METHODS
         from ttrlab.methods.lora import LoRASettings
 
-        require(self.quantity != "spectrum" or METHODS.get(self.method).settings is LoRASettings,
+        method = METHODS.get(self.method)
+        require(self.KIND in method.kinds, f"method {self.method!r} does not apply to theory runs; allowed: "
+                f"{', '.join(n for n in METHODS if self.KIND in METHODS.get(n).kinds)}")
+        # the spectrum is that of ttrlab's A init (PiSSA and OLoRA derive A from W instead)
+        require(self.quantity != "spectrum" or (method.settings is LoRASettings and getattr(method, "ttrlab_a_init", False)),
                 f"quantity 'spectrum' is about LoRA's A; got method {self.method!r} (use --method lora)")
         if self.quantity == "spectrum" and self.fan_in is not None:  # A is r x n
             require(self.rank <= self.fan_in, f"rank {self.rank} exceeds fan_in {self.fan_in}; allowed: 1 to {self.fan_in}")
@@ -287,12 +291,13 @@ def model_fan_in(model_name: str) -> int:
 def compute_spectrum(config: TheoryConfig) -> RunResult:
     """Theorem 3.4 check and H′_α (Eq. 18) for the LoRA init of `config` (no model, no data):
     one point of the Figure 3 map, so a sweep over rank × init_scale rebuilds the figure."""
+    from ttrlab.methods import METHODS
     from ttrlab.theory.information import ALPHAS, alpha_label
     from ttrlab.theory.spectrum import ata_eigenvalues, draw_a, h_prime, theorem_3_4_check
 
     fan_in = config.fan_in or model_fan_in(config.model)
     check = theorem_3_4_check(config.init, config.rank, fan_in, config.init_scale, config.seed,
-                              lora_scaling=config.alpha / config.rank)
+                              lora_scaling=METHODS.get(config.method).lora_scaling(config))
     eigenvalues = ata_eigenvalues(draw_a(config.init, config.rank, fan_in, config.init_scale, config.seed)[0])
     metrics: dict[str, float] = {
         "scale_k": check["scale_k"],

@@ -71,17 +71,19 @@ GroupFn = Callable[[str], str]
 
 ENGINES = ("auto", "layerwise", "jacobian")
 HEAD_MARKERS = ("classifier", "score")
+ADAPTER_PREFIXES = ("lora_", "ia3_")  # peft's tuner prefixes of the methods theory runs take
 DEFAULT_JACOBIAN_BYTES = 1024 * 2**20
 
 
 # ---- which parameters ------------------------------------------------------------------------
 def head_or_body(name: str) -> str:
     """Group of a parameter: 'head' for the classification head (BERT `classifier`, GPT `score`),
-    'adapters' for LoRA matrices, else 'body'."""
+    'adapters' for peft's adapter parameters (LoRA's, DoRA's, AdaLoRA's `lora_*`, (IA)³'s `ia3_l`),
+    else 'body'."""
     parts = name.split(".")
     if any(p in HEAD_MARKERS for p in parts):
         return "head"
-    if "lora_A" in parts or "lora_B" in parts or any(p.startswith("lora_") for p in parts):
+    if any(p.startswith(ADAPTER_PREFIXES) for p in parts):
         return "adapters"
     return "body"
 

@@ -93,13 +93,14 @@ def supported_sites(model: nn.Module, names: Sequence[str]) -> list[Site]:
     parameter shared by several modules (tied weights) is left out: its gradient has terms from
     every user, which one site's hooks would not see."""
     wanted = set(names)
+    outside = called_outside_the_batch(model)
     owners: dict[int, int] = {}
     for module in model.modules():
         for parameter in module.parameters(recurse=False):
             owners[id(parameter)] = owners.get(id(parameter), 0) + 1
     sites = []
     for module_name, module in model.named_modules():
-        if kind_of(module) is None:
+        if kind_of(module) is None or module_name in outside:
             continue
         own = {}
         for local, parameter in module.named_parameters(recurse=False):
@@ -109,6 +110,18 @@ def supported_sites(model: nn.Module, names: Sequence[str]) -> list[Site]:
         if own:
             sites.append(Site(module_name, module, own))
     return sites
+
+
+def called_outside_the_batch(model: nn.Module) -> set[str]:
+    """Modules whose forward also runs on something else than the batch, so their hooks would
+    record rows of no sample: DoRA's (peft `use_dora`) lora_A and lora_B, which it also applies to
+    an identity matrix for the weight norm. Their parameters go to the Jacobian engine."""
+    outside = set()
+    for name, module in model.named_modules():
+        if any(getattr(module, "use_dora", {}).values()):
+            for part in ("lora_A", "lora_B"):
+                outside.update(f"{name}.{part}.{adapter}" for adapter in getattr(module, part, {}))
+    return outside
 
 
 def group_sites(sites: list[Site], tokens: int, outputs: int, max_bytes: int) -> list[list[Site]]:
