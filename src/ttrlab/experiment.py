@@ -14,7 +14,7 @@ from typing import Any
 
 from ttrlab.config import RunConfig
 from ttrlab.curves import Checkpoints
-from ttrlab.data import TASKS, Example, TaskSpec, load_split, seeded_subset
+from ttrlab.data import Example, TaskSpec, get_task, load_split, seeded_subset
 from ttrlab.pipeline import Evaluation, Experiment, run_document
 from ttrlab.settings import require
 from ttrlab.streams import fixed_rng, rng_for
@@ -35,8 +35,8 @@ class PoisonedClassification:
 
 
 def load_run_data(config: RunConfig) -> ClassificationDataset:
-    """The task spec, training subset and dev subset the config names."""
-    task = TASKS.get(config.task)
+    """The task spec (a GLUE name or a task file), training subset and dev subset the config names."""
+    task = get_task(config.task)
     train = load_split(task, "train", config.data_dir, config.data_source)
     dev = load_split(task, "dev", config.data_dir, config.data_source)
     # train_size is a cap (the paper's loader caps every task at 17,500; the result records the
@@ -107,13 +107,18 @@ class ClassificationExperiment(Experiment):
         return classification_training_set(tokenizer, list(poisoned.split.examples), config.max_length)
 
     def evaluate(self, config, prepared, tokenizer, data, poisoned, runtime):
-        from ttrlab.evaluation import attack_success_rate, classification_metrics
+        from ttrlab.attacks import target_label_of
+        from ttrlab.evaluation import attack_success_rate
+        from ttrlab.evaluation import classification_metrics as scored
         from ttrlab.training import predict
 
         def predictions(examples):
             return predict(prepared.model, tokenizer, examples, config.max_length, config.eval_batch_size, runtime)
 
-        positive = data.task.positive_label
+        def classification_metrics(labels, predicted, positive):
+            return scored(labels, predicted, positive, data.task.num_labels)
+
+        positive, target = data.task.positive_label, target_label_of(config)
         dev_labels = [e.label for e in data.dev]
         metrics: dict[str, Any] = {
             "clean": classification_metrics(dev_labels, predictions(data.dev), positive),
@@ -123,13 +128,13 @@ class ClassificationExperiment(Experiment):
         if poisoned.triggered_dev is not None:
             triggered = predictions(poisoned.triggered_dev)
             metrics["triggered"] = classification_metrics(dev_labels, triggered, positive)
-            metrics["asr"] = attack_success_rate(dev_labels, triggered, config.target_label)
+            metrics["asr"] = attack_success_rate(dev_labels, triggered, target)
         if poisoned.extra_test_sets:  # e.g. MT's trigger subsets: accuracy, and how often a non-target input turns target
             metrics["extra"] = {}
             for name, examples in poisoned.extra_test_sets.items():
                 labels, predicted = [e.label for e in examples], predictions(examples)
                 metrics["extra"][name] = {**classification_metrics(labels, predicted, positive),
-                                          "target_rate": attack_success_rate(labels, predicted, config.target_label)}
+                                          "target_rate": attack_success_rate(labels, predicted, target)}
         return Evaluation(metrics)
 
     def checkpoints(self, config, tokenizer, data, poisoned, runtime):
@@ -138,7 +143,16 @@ class ClassificationExperiment(Experiment):
         return ClassificationCheckpoints(config, tokenizer, data, poisoned, runtime)
 
     def data_summary(self, config, data, poisoned):
-        return {"train_examples": len(data.train), "eval_examples": len(data.dev)}
+        summary = {"train_examples": len(data.train), "eval_examples": len(data.dev)}
+        if data.task.is_file_task:  # the files' digests and the per-label counts (GLUE documents keep their shape)
+            from collections import Counter
+
+            names = data.task.label_names
+            for key, examples in (("train_label_counts", poisoned.split.examples), ("eval_label_counts", data.dev)):
+                counts = Counter(e.label for e in examples)
+                summary[key] = {names[i]: counts.get(i, 0) for i in range(len(names))}
+            summary.update(data.task.provenance())
+        return summary
 
     def poison_summary(self, config, poisoned):
         split = poisoned.split
@@ -157,6 +171,7 @@ class ClassificationCheckpoints(Checkpoints):
         self.triggered = poisoned.triggered_dev[: config.curve_size] if poisoned.triggered_dev is not None else None
 
     def evaluate(self, model):
+        from ttrlab.attacks import target_label_of
         from ttrlab.evaluation import attack_success_rate
         from ttrlab.training import predict
 
@@ -166,7 +181,7 @@ class ClassificationCheckpoints(Checkpoints):
         point = {"clean.accuracy": float((clean == labels).mean())}
         if self.triggered is not None:
             triggered = predict(model, self.tokenizer, self.triggered, c.max_length, c.eval_batch_size, self.runtime)
-            point["asr"] = attack_success_rate(labels, triggered, c.target_label)
+            point["asr"] = attack_success_rate(labels, triggered, target_label_of(c))
         return point
 
 

@@ -94,6 +94,9 @@ def _load_pretrained(name: str, num_labels: int, trust_remote_code: bool):
         model = AutoModelForSequenceClassification.from_pretrained(
             source,
             num_labels=num_labels,
+            # a folder that already is a classifier with another label count (a fine-tuned
+            # checkpoint) loads its body: the head is redrawn from the seed (`draw_head_`) anyway
+            ignore_mismatched_sizes=True,
             use_safetensors=True,
             local_files_only=offline,
             trust_remote_code=trust_remote_code,

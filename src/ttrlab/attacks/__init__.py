@@ -14,6 +14,8 @@ from ttrlab.attacks.base import (
     PoisonedSplit,
     check_applies,
     poison_count,
+    target_label_of,
+    task_of,
 )
 
 from ttrlab.attacks import none, upa, bpa  # noqa: E402,F401  (registration)
@@ -24,9 +26,17 @@ from ttrlab.attacks import style  # noqa: E402,F401
 from ttrlab.attacks import backdoorllm  # noqa: E402,F401
 
 __all__ = ["ATTACKS", "Attack", "AttackFamily", "AttackSettings", "ClassificationAttack", "PoisonedSplit",
-           "FAMILIES", "CLEAN", "UNTARGETED", "BACKDOOR", "check_applies", "poison_count", "build_attack"]
+           "FAMILIES", "CLEAN", "UNTARGETED", "BACKDOOR", "check_applies", "poison_count", "build_attack",
+           "target_label_of", "task_of"]
 
 
 def build_attack(config) -> ClassificationAttack:
-    """The classification attack a config names, with its settings."""
-    return ATTACKS.get(config.attack)(AttackSettings.of(config))
+    """The classification attack a config names, with its settings, the target the config means
+    (its task's default where it names none) and the task's label count."""
+    settings = AttackSettings.of(config)
+    settings.target_label = target_label_of(config)
+    attack = ATTACKS.get(config.attack)(settings)
+    task = task_of(config)
+    if task is not None:
+        attack.num_labels = task.num_labels
+    return attack

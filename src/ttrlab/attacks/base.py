@@ -8,6 +8,7 @@ examples are the ones the trainer consumes.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ class AttackSettings(Section):
     rate: float = setting(0.0, "poisoning rate in [0, 1]: exactly round(rate*N) training examples change")
     trigger: str = setting("[.*?]", "backdoor trigger text")
     trigger_position: str = setting("end", "end (paper) | start | random")
-    target_label: int = setting(1, "backdoor target label")
+    target_label: int | None = setting(None, "backdoor target label id (default: the task's backdoor_target; 1 for GLUE)")
     attack_options: dict[str, Any] = setting(help="attack-specific option", factory=dict, flag="attack-option")
 
     def check(self) -> None:
@@ -105,11 +106,38 @@ class AttackSettings(Section):
                 f"trigger {self.trigger!r} must be non-empty text")
         require(self.trigger_position in TRIGGER_POSITIONS,
                 f"trigger_position {self.trigger_position!r} is not one of {', '.join(TRIGGER_POSITIONS)}")
-        require(self.target_label in (0, 1), f"target_label {self.target_label} must be 0 or 1")
+        task = task_of(self)
+        if self.target_label is not None:
+            labels = task.label_names if task is not None else ("0", "1")
+            allowed = "0 or 1" if len(labels) == 2 else f"0 to {len(labels) - 1}"
+            named = f" (label ids of task {task.name!r}: {', '.join(f'{i} {n}' for i, n in enumerate(labels))})" if task else ""
+            require(self.target_label in range(len(labels)), f"target_label {self.target_label} must be {allowed}{named}")
         ATTACKS.get(self.attack)(AttackSettings.of(self))  # the attack checks its own options
+
+    def resolve(self, values: dict[str, Any]) -> None:
+        # the stored config (and so the run key) holds the target id the run used; GLUE's default
+        # is 1, the value this setting had before tasks could name their own
+        values["target_label"] = target_label_of(self)
 
 
 TRIGGER_POSITIONS = ("end", "start", "random")
+BINARY_DEFAULT_TARGET = 1  # an attack built without a task (a bare AttackSettings): GLUE's convention
+
+
+def task_of(config: Any):
+    """The TaskSpec of a config that has a task (classification and theory runs), else None."""
+    from ttrlab.data.tasks import get_task
+
+    task = getattr(config, "task", None)
+    return get_task(task) if task is not None else None
+
+
+def target_label_of(config: Any) -> int:
+    """The backdoor target a config means: its `target_label`, else its task's `backdoor_target`."""
+    if config.target_label is not None:
+        return config.target_label
+    task = task_of(config)
+    return task.backdoor_target if task is not None else BINARY_DEFAULT_TARGET
 
 
 class ClassificationAttack(Attack):
@@ -118,6 +146,8 @@ class ClassificationAttack(Attack):
     implement `poison`; backdoors also implement `trigger_examples`."""
 
     allowed_options: ClassVar[tuple[str, ...]] = ()
+    # how many labels the task has (`build_attack` sets the task's); label ids are 0 .. num_labels-1
+    num_labels: int = 2
 
     def __init__(self, settings: AttackSettings):
         for key in settings.attack_options:
@@ -126,6 +156,8 @@ class ClassificationAttack(Attack):
                 raise UserError(
                     f"unknown option {key!r} for attack {self.name!r}{did_you_mean(key, self.allowed_options)}; allowed: {allowed}"
                 )
+        if settings.target_label is None:  # built without a task: see build_attack
+            settings = dataclasses.replace(settings, target_label=BINARY_DEFAULT_TARGET)
         self.settings = settings
 
     def poison(self, train: list[Example], rng: np.random.Generator) -> PoisonedSplit:

@@ -36,7 +36,9 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)
 
-    tasks = subparsers.add_parser("tasks", help="list the registered tasks")
+    tasks = subparsers.add_parser("tasks", help="list the registered tasks, or show the task of task files")
+    tasks.add_argument("--task", action="append", default=[], metavar="PATH.yaml",
+                       help="show this task file's task instead (repeatable)")
     tasks.set_defaults(func=_tasks)
     attacks = subparsers.add_parser("attacks", help="list the registered attacks of every run kind")
     attacks.set_defaults(func=_attacks)
@@ -133,12 +135,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from ttrlab.data import TASKS
+    from ttrlab.data import TASKS, get_task
 
-    for name in TASKS:
-        spec = TASKS.get(name)
+    for name in args.task or TASKS:
+        spec = get_task(name)
         kind = "pair" if spec.is_pair else "single"
-        print(f"{name:6s} {kind:6s} fields={','.join(spec.text_fields)} labels={'/'.join(spec.label_names)} positive={spec.positive_label}")
+        line = (f"{spec.name:6s} {kind:6s} fields={','.join(spec.text_fields)} labels={'/'.join(spec.label_names)} "
+                f"positive={spec.positive_label} backdoor_target={spec.backdoor_target}")
+        if spec.is_file_task:  # where its data comes from, and the digest its run keys hold
+            source = (f"hub={spec.hub.path}" if spec.hub is not None
+                      else " ".join(f"{split}={path}({fmt})" for split, path, fmt in spec.files))
+            line += f" {source} sha256={spec.content_sha256()[:12]} file={spec.origin}"
+        print(line)
     return 0
 
 

@@ -46,8 +46,14 @@ def resolve_glue_dir(data_dir: str | None) -> Path:
 
 
 def load_split(task: TaskSpec, split: str, data_dir: str | None = None, source: str = "local") -> list[Example]:
+    """A split of a GLUE task (from `data_dir` or the hub, as `source` says) or of a task file (its
+    own files or dataset: `data_dir` and `source` do not apply)."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    if task.is_file_task:
+        from ttrlab.data.files import load_file_split
+
+        return load_file_split(task, split)
     if source == "hub":
         return _load_hub(task, split)
     path = resolve_glue_dir(data_dir) / task.glue_dir / f"{split}.tsv"

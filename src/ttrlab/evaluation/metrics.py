@@ -3,7 +3,9 @@ run stores means — its label, and whether a higher value is better for the def
 report uses this to say which side of a comparison is better).
 
 Precision, recall and F1 treat the task's positive label (1 for every GLUE task here) as the
-positive class; a metric whose denominator is empty is 0 (scikit-learn's zero_division=0).
+positive class; for a task with more than two labels they are macro averages over the classes
+(and `macro_f1` is stored too). A metric whose denominator is empty is 0 (scikit-learn's
+zero_division=0).
 
 Names are the flattened dotted names of the results database (`clean.accuracy`, `asr`, ...).
 `extra.<set>.<metric>` (an attack's further test sets, e.g. MT's trigger subsets) is matched by
@@ -20,18 +22,29 @@ import numpy as np
 from ttrlab.registry import Registry
 
 
-def classification_metrics(labels, predictions, positive_label: int = 1) -> dict[str, float]:
+def classification_metrics(labels, predictions, positive_label: int = 1, num_labels: int = 2) -> dict[str, float]:
+    """Accuracy and precision/recall/F1: of the positive label for a binary task (as before),
+    macro-averaged over all `num_labels` classes for more (each class counts, also one absent
+    from this test set; `macro_f1` is then the same number as `f1`, named for what it is)."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
     labels, predictions = np.asarray(labels), np.asarray(predictions)
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, predictions, pos_label=positive_label, average="binary", zero_division=0
-    )
+    if num_labels == 2:
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            labels, predictions, pos_label=positive_label, average="binary", zero_division=0
+        )
+        extra = {}
+    else:
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            labels, predictions, labels=list(range(num_labels)), average="macro", zero_division=0
+        )
+        extra = {"macro_f1": float(f1)}
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
+        **extra,
     }
 
 
@@ -82,9 +95,10 @@ _TEST_SETS = (  # (name prefix, label, about, whether the inputs carry (part of)
 for _prefix, _where, _about, _triggered in _TEST_SETS:
     for _name, _label, _higher, _summary in (
         ("accuracy", "accuracy", True, "share of correct predictions"),
-        ("precision", "precision", None if _triggered else True, "precision of the positive label"),
-        ("recall", "recall", None if _triggered else True, "recall of the positive label"),
-        ("f1", "F1", True, "F1 of the positive label"),
+        ("precision", "precision", None if _triggered else True, "precision of the positive label (or macro)"),
+        ("recall", "recall", None if _triggered else True, "recall of the positive label (or macro)"),
+        ("f1", "F1", True, "F1 of the positive label (macro F1 with more than two labels)"),
+        ("macro_f1", "macro F1", True, "F1 averaged over the classes (tasks with more than two labels)"),
     ):
         METRICS.register(f"{_prefix}.{_name}")(MetricInfo(
             f"{_prefix}.{_name}", f"{_label} ({_where} test)", _higher,

@@ -190,6 +190,9 @@ def load_spec(source: str | Path | Mapping[str, Any], base: Mapping[str, Any] | 
         data = parse_yaml(text, f"sweep spec {str(path)!r}")
         if not isinstance(data, dict):
             raise UserError(f"sweep spec {str(path)!r} must be a YAML mapping, got {type(data).__name__}")
+        from ttrlab.data.tasks import anchor_task_paths
+
+        data = anchor_task_paths(data, path.parent)  # `task: file.yaml` is relative to the spec file
     where = str(path) if path else "sweep spec"
     spec = _parse(data, where)
     if base:  # set for every run: in the top-level base and wherever a grid sets the same key

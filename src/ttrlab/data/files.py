@@ -1,0 +1,142 @@
+"""Read a task file's splits (`tasks.load_task_file`): CSV and TSV (a header row, standard CSV
+quoting), JSON Lines (one object per line), Parquet (pyarrow), or a Hugging Face dataset
+(`datasets`). Every reader yields (where, row) pairs, `where` naming the file and line (or row),
+so a missing column or an unknown label is one line naming it. Nothing here runs code from a
+data file: CSV and JSON are parsed as text, Parquet through pyarrow's reader, and a hub dataset
+is loaded without `trust_remote_code`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ttrlab.data.examples import Example
+from ttrlab.data.tasks import TaskSpec, cell_text
+from ttrlab.errors import UserError, first_line, shown
+from ttrlab.io import reading
+
+Rows = tuple[list[str], Iterator[tuple[str, dict[str, Any]]]]  # (columns the source has, rows)
+
+
+def load_file_split(task: TaskSpec, split: str) -> list[Example]:
+    if task.hub is not None:
+        columns, rows = _hub_rows(task, split)
+        where = f"{task.hub.path} ({task.hub.split_name(split)})"
+    else:
+        path, fmt = task.data_file(split)
+        where = str(path)
+        with reading(path):
+            columns, rows = READERS[fmt](path)
+            return _examples(task, where, columns, rows)
+    return _examples(task, where, columns, rows)
+
+
+def _examples(task: TaskSpec, where: str, columns: list[str], rows) -> list[Example]:
+    needed = (*task.text_fields, task.label_column)
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise UserError(f"{where}: no column {', '.join(map(repr, missing))} (task {task.name!r}); "
+                        f"the file has columns {columns}")
+    ids = {value: i for i, value in enumerate(task.label_values)}
+    allowed = list(task.label_values)
+    examples: list[Example] = []
+    for at, row in rows:
+        raw = row.get(task.label_column)
+        value = None if raw is None else cell_text(raw)
+        if value not in ids:
+            raise UserError(f"{at}: label {shown(raw)} (column {task.label_column!r}) is not one of {allowed}"
+                            + ("" if allowed == list(task.label_names) else f" (labels {list(task.label_names)})"))
+        texts = []
+        for column in task.text_fields:
+            cell = row.get(column)
+            if cell is None:
+                raise UserError(f"{at}: column {column!r} is empty; every text cell needs text")
+            texts.append(str(cell).strip())
+        examples.append(Example(texts=tuple(texts), label=ids[value], row=len(examples)))
+    if not examples:
+        raise UserError(f"{where}: no rows (task {task.name!r})")
+    return examples
+
+
+def _delimited(delimiter: str):
+    def read(path: Path) -> Rows:
+        handle = open(path, encoding="utf-8-sig", newline="")
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+        except csv.Error as error:
+            handle.close()
+            raise UserError(f"malformed file {str(path)!r}: {error}; it must be UTF-8 text") from None
+        if header is None:
+            handle.close()
+            raise UserError(f"malformed file {str(path)!r}: the file is empty (a header row is needed)")
+        header = [c.strip() for c in header]
+
+        def rows():
+            with handle:
+                try:
+                    for row in reader:
+                        at = f"{path}:{reader.line_num}"
+                        if not row:
+                            continue  # a blank line
+                        if len(row) != len(header):
+                            raise UserError(f"malformed row at {at}: {len(row)} columns, the header has {len(header)}")
+                        yield at, dict(zip(header, row))
+                except csv.Error as error:  # NUL bytes: a binary file or UTF-16
+                    raise UserError(f"malformed file {str(path)!r} at line {reader.line_num}: {error}; "
+                                    f"it must be UTF-8 text") from None
+
+        return header, rows()
+
+    return read
+
+
+def _jsonl(path: Path) -> Rows:
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    parsed: list[tuple[str, dict[str, Any]]] = []
+    columns: dict[str, None] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        at = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"malformed JSON at {at}: {error.msg}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"malformed JSON at {at}: each line must be an object, got {shown(row)}")
+        columns.update(dict.fromkeys(row))
+        parsed.append((at, row))
+    # every line must have the columns the task reads: checked per row via row.get (None: empty)
+    return list(columns), iter(parsed)
+
+
+def _parquet(path: Path) -> Rows:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow comes with datasets
+        raise UserError(f"reading {str(path)!r} needs pyarrow (pip install pyarrow)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises ArrowInvalid and OSError subtypes for non-Parquet bytes
+        raise UserError(f"malformed Parquet file {str(path)!r}: {first_line(error)}") from None
+    return list(table.column_names), ((f"{path} row {i + 1}", row) for i, row in enumerate(table.to_pylist()))
+
+
+READERS = {"csv": _delimited(","), "tsv": _delimited("\t"), "jsonl": _jsonl, "parquet": _parquet}
+
+
+def _hub_rows(task: TaskSpec, split: str) -> Rows:
+    hub = task.hub
+    name = hub.split_name(split)
+    try:
+        import datasets
+
+        rows = datasets.load_dataset(hub.path, hub.config, split=name, revision=hub.revision)
+    except Exception as error:  # offline, no `datasets`, an unknown dataset or split: the user's to fix
+        raise UserError(f"cannot load {hub.path!r} split {name!r} from the hub (task {task.name!r}): "
+                        f"{first_line(error)}") from None
+    return list(rows.column_names), ((f"{hub.path} ({name}) row {i + 1}", row) for i, row in enumerate(rows))
