@@ -259,17 +259,16 @@ def _load_stamped(path_text: str, mtime_ns: int, size: int) -> TaskSpec:
         raise UserError(f"{where}: label_values {values} must give each of the {len(names)} labels {names} "
                         f"its own value")
 
-    partial = TaskSpec(name="?", text_fields=(), label_names=tuple(names), positive_label=1)
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"{where}: name must be non-empty text, got {shown(name)}")
+    partial = TaskSpec(name=name.strip(), text_fields=(), label_names=tuple(names), positive_label=1)
     if "positive_label" in raw and len(names) != 2:
         raise UserError(f"{where}: positive_label applies to binary tasks only; this one has {len(names)} labels "
                         f"(its F1 is macro-averaged)")
     positive = partial.label_id(raw.get("positive_label", 1), f"{where}: positive_label")
     default_target = positive if len(names) == 2 else 0
     target = partial.label_id(raw.get("backdoor_target", default_target), f"{where}: backdoor_target")
-
-    name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise UserError(f"{where}: name must be non-empty text, got {shown(name)}")
 
     files, hub = _sources(raw, path, where)
     return TaskSpec(name=name.strip(), text_fields=tuple(text), label_names=tuple(names), positive_label=positive,
