@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "ttrlab.report.commands",
     "ttrlab.theory.commands",
     "ttrlab.generative.commands",
+    "ttrlab.defenses.commands",
 ]
 
 

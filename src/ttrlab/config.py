@@ -4,7 +4,8 @@ function of this value.
 It is composed of the sections each part of ttrlab owns (see `ttrlab.settings`): the model,
 device and precision (`runtime.ModelSettings`), the task and its data (`data.settings`), the
 attack (`attacks.AttackSettings`), every method's own knobs (LoRA's in `methods.lora`), the
-optimisation (`training.OptimSettings`), the learning curve (`curves.CurveSettings`) and the method and seed (`settings.RunSettings`).
+optimisation (`training.OptimSettings`), the learning curve (`curves.CurveSettings`), the defense
+(`defenses.DefenseSettings`) and the method and seed (`settings.RunSettings`).
 `RunConfig.from_dict` rejects unknown keys ("did you mean") and wrong types, `validate()` lets
 every section check its values, and `run_key()` is the stable hash by which the results
 database recognises a run it has already done.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from ttrlab.attacks import AttackSettings
 from ttrlab.curves import CurveSettings
 from ttrlab.data.settings import ClassificationData
+from ttrlab.defenses.base import DefenseSettings
 from ttrlab.methods import method_settings
 from ttrlab.runtime import ModelSettings
 from ttrlab.settings import RunSettings
@@ -24,7 +26,7 @@ from ttrlab.training import LR_PRESETS, OptimSettings
 
 @dataclass
 class RunConfig(ModelSettings, ClassificationData, AttackSettings, *method_settings(), OptimSettings, CurveSettings,
-                RunSettings):
+                DefenseSettings, RunSettings):
     """One fine-tuning run of a sequence classifier on a GLUE-style task under an attack."""
 
     KIND = "train"

@@ -64,9 +64,12 @@ class ClassificationExperiment(Experiment):
                      "device", "precision")
 
     def fusion_key(self, config):
+        from ttrlab.defenses import DEFENSES
         from ttrlab.methods import METHODS
         from ttrlab.runtime import Runtime
 
+        if DEFENSES.get(config.defense).changes_run:  # a defense retrains or screens after training: alone
+            return None
         if (not METHODS.get(config.method).trains_fused or not Runtime.fusing_pays_on(config.device)
                 or config.curve_every):  # a fused group records no learning curve
             return None
@@ -107,13 +110,41 @@ class ClassificationExperiment(Experiment):
         return classification_training_set(tokenizer, list(poisoned.split.examples), config.max_length)
 
     def evaluate(self, config, prepared, tokenizer, data, poisoned, runtime):
+        """The trained model's metrics; with a defense (`ttrlab.defenses`), the defended system's,
+        plus the undefended ones under metrics["defense"] and a "defense" section."""
+        import time
+
+        from ttrlab.defenses import build_defense
+
+        metrics = self.score(config, prepared.model, tokenizer, data, poisoned, runtime)
+        defense = build_defense(config)
+        if not defense.changes_run:
+            return Evaluation(metrics)
+        from ttrlab.attacks import build_attack
+        from ttrlab.defenses.victim import Victim
+
+        started = time.perf_counter()
+        victim = Victim(self, config, tokenizer, data, poisoned, runtime, prepared, metrics,
+                        build_attack(config).settings.target_label)
+        outcome = defense.defend(victim)
+        defended = {**outcome.metrics, "defense": {"asr_before": metrics["asr"],
+                                                   "clean_accuracy_before": metrics["clean"]["accuracy"],
+                                                   **outcome.detection}}
+        settings = {name: config.resolved()[name] for name in ("defense", *defense.uses)}
+        section = {"name": defense.name, "kind": defense.kind, "settings": settings, "counts": outcome.counts,
+                   "before": metrics, **outcome.details, "seconds": round(time.perf_counter() - started, 3)}
+        return Evaluation(defended, {"defense": section})
+
+    def score(self, config, model, tokenizer, data, poisoned, runtime) -> dict[str, Any]:
+        """`model`'s clean metrics and, under a backdoor, triggered metrics and ASR (and the
+        attack's extra test sets)."""
         from ttrlab.attacks import target_label_of
         from ttrlab.evaluation import attack_success_rate
         from ttrlab.evaluation import classification_metrics as scored
         from ttrlab.training import predict
 
         def predictions(examples):
-            return predict(prepared.model, tokenizer, examples, config.max_length, config.eval_batch_size, runtime)
+            return predict(model, tokenizer, examples, config.max_length, config.eval_batch_size, runtime)
 
         def classification_metrics(labels, predicted, positive):
             return scored(labels, predicted, positive, data.task.num_labels)
@@ -135,7 +166,7 @@ class ClassificationExperiment(Experiment):
                 labels, predicted = [e.label for e in examples], predictions(examples)
                 metrics["extra"][name] = {**classification_metrics(labels, predicted, positive),
                                           "target_rate": attack_success_rate(labels, predicted, target)}
-        return Evaluation(metrics)
+        return metrics
 
     def checkpoints(self, config, tokenizer, data, poisoned, runtime):
         if not config.curve_every:

@@ -14,6 +14,8 @@ adding or changing one draw never shifts another.
 | theory_fisher    | the Fisher sample poisoned at the run's rate            | [seed, 13]      |
 | generative_clean | the clean Alpaca records of a generative mixture        | [seed, 11]      |
 | generative_poison| its poisoned BackdoorLLM records                        | [seed, 12]      |
+| defense_holdout  | a defense's held-out clean training examples            | [seed, 21]      |
+| defense          | a defense's own draws (STRIP's perturbations, 2-means)  | [seed, 22]      |
 
 Torch draws: the classification head from `seed + 104729` (`models.HEAD_SEED_OFFSET`), LoRA's A
 from `seed + 7919` (`methods.lora.LORA_INIT_SEED_OFFSET`), dropout from `torch.manual_seed(seed)`.
@@ -41,6 +43,8 @@ STREAMS: dict[str, int | None] = {
     "theory_fisher": 13,
     "generative_clean": 11,
     "generative_poison": 12,
+    "defense_holdout": 21,
+    "defense": 22,
 }
 
 
