@@ -28,7 +28,8 @@ PEFT_TASK_TYPES = {"classification": "SEQ_CLS", "generation": "CAUSAL_LM"}
 
 @dataclass
 class LoRASettings(Section):
-    """LoRA's knobs (ignored by runs of other methods, and not part of their identity)."""
+    """LoRA's knobs, shared by its peft variants (lora_fa, rslora, dora, pissa, olora); ignored by
+    runs of other methods, and not part of their identity."""
 
     METHOD_SETTINGS = True
 
@@ -93,7 +94,9 @@ def default_targets(config) -> list[str] | None:
 
     try:
         model_config = pretrained_config(config.model)
-    except UserError:  # a .gguf file or a folder that is no model: prepare() meets the loaded model
+    # a .gguf file, a folder that is no model, a name no path can be: left "auto" here; the
+    # model's own check (or prepare(), meeting the loaded model) reports what is wrong with it
+    except (UserError, OSError, ValueError, TypeError):
         return None
     model_type = getattr(model_config, "model_type", None)
     return TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
