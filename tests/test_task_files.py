@@ -271,6 +271,12 @@ def test_sweep_spec_names_a_task_file_relative_to_itself(task_file, tmp_path, mo
     assert {r["result"]["data"]["task_name"] for r in runs} == {"topics"}
     assert all("clean.macro_f1" in r["metrics"] for r in runs)
     assert run_sweep(spec, db, executor="inline", progress=False)["already_finished"] == 2  # resumes by identity
+    from ttrlab.data.tasks import task_label
+    from ttrlab.report import build_report
+
+    assert task_label(str(task_file.resolve())) == "topics" and task_label("sst2") == "sst2"
+    page = build_report(db, tmp_path / "report").read_text(encoding="utf-8")
+    assert "topics" in page  # the report names the task by its name
 
 
 def test_theory_kind_takes_a_task_file(task_file):
@@ -369,3 +375,26 @@ def test_cli_subprocess_bad_label_exits_2(task_file, tmp_path):
     proc = _cli("train", "--task", "t.yaml", "--max-steps", "1", "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "train.csv:6: label 'weather' (column 'topic') is not one of ['sports', 'politics', 'science']" in proc.stderr
+
+
+# ---- a dataset through `datasets` (a local dataset folder here: nothing is downloaded) --------------
+def test_a_hub_task_loads_through_datasets(task_file, tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    shutil.copy(task_file.parent / "data" / "train.csv", folder / "train.csv")
+    shutil.copy(task_file.parent / "data" / "dev.csv", folder / "test.csv")  # datasets names the split by the file
+    (tmp_path / "hub.yaml").write_text(f"hub: {{path: {folder}, train: train, dev: test}}\ntext: [title, body]\n"
+                                       "label: topic\nlabels: [sports, politics, science]\n", encoding="utf-8")
+    task = get_task(str(tmp_path / "hub.yaml"))
+    assert task.hub.path == str(folder) and task.files == ()
+    assert load_split(task, "dev") == load_split(get_task(str(task_file)), "dev")
+    # unreachable (offline here): one line naming the dataset
+    (tmp_path / "gone.yaml").write_text("hub: {path: ttrlab-test/no-such-dataset, train: train, dev: validation}\n"
+                                        "text: text\nlabel: label\nlabels: [a, b]\n", encoding="utf-8")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(UserError, match=r"cannot load 'ttrlab-test/no-such-dataset' split 'train' from the hub") as error:
+        load_split(get_task(str(tmp_path / "gone.yaml")), "train")
+    assert "\n" not in str(error.value)

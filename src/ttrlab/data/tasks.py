@@ -350,3 +350,17 @@ def anchor_task_paths(data: Any, folder: Path) -> Any:
     if isinstance(data, list):
         return [anchor_task_paths(v, folder) for v in data]
     return data
+
+
+@functools.lru_cache(maxsize=64)
+def task_label(value: Any) -> Any:
+    """How a report names a task: a registered name (or anything else) as it is, a task file by
+    the `name` it gives (else the file's stem; also where the file is no longer there)."""
+    if not is_task_file(value):
+        return value
+    try:
+        raw = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+        name = raw.get("name") if isinstance(raw, dict) else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        name = None
+    return name.strip() if isinstance(name, str) and name.strip() else Path(value).stem

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ttrlab.attacks import ATTACKS, BACKDOOR, UNTARGETED, AttackFamily
+from ttrlab.data.tasks import task_label
 from ttrlab.evaluation import METRICS
 from ttrlab.methods import METHODS, full_method
 from ttrlab.report.aggregate import cell_config, is_default_setting, method_label, method_owned_keys, task_type, trains
@@ -378,7 +379,8 @@ def render(figure: FigureData, out_dir: Path) -> dict[str, Path]:
                 ax.axhline(s.mean, linestyle="--", linewidth=1.2, color=style["color"], label=line.label)
             _axis(ax, spec, lines)
             if i == 0:
-                ax.set_title(task.upper() if len(task) <= 5 else task)
+                title = task_label(task)  # a task file by its task's name, not its path
+                ax.set_title(title.upper() if len(title) <= 5 else title)
             if j == 0:
                 ax.set_ylabel(figure.row_label(r), fontsize=8)
             if i == len(used_rows) - 1:

@@ -160,7 +160,9 @@ def context_text(figure: CurveFigure) -> str:
 
 
 def panel_title(task: str, attack: str) -> str:
-    return f"{task} · {ATTACKS.get(attack).label if attack in ATTACKS else attack}"
+    from ttrlab.data.tasks import task_label
+
+    return f"{task_label(str(task))} · {ATTACKS.get(attack).label if attack in ATTACKS else attack}"
 
 
 # ---- steps until ASR ≥ 50% ------------------------------------------------------------------------

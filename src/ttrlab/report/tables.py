@@ -26,6 +26,7 @@ from importlib import resources
 from typing import Any
 
 from ttrlab.attacks import ATTACKS
+from ttrlab.data.tasks import task_label
 from ttrlab.evaluation import METRICS
 from ttrlab.methods import METHODS
 from ttrlab.report.aggregate import (
@@ -118,7 +119,7 @@ def headline_rows(comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
         c = max(candidates, key=lambda r: (is_default_setting(r.cell.kind, r.cell.config), r.result.n_pairs, r.cell.id))
         config, r, info = c.cell.config, c.result, METRICS.info(c.metric)
         rows.append({
-            "kind": c.cell.kind, "task": config.get("task", "–"), "model": config.get("model"),
+            "kind": c.cell.kind, "task": task_label(config.get("task", "–")), "model": config.get("model"),
             "attack": config.get("attack"), "rate": fmt(config.get("rate")), "metric": info.label,
             "direction": {True: "↑", False: "↓", None: "–"}[info.higher_is_better],
             "method": c.cell.method_label(), "full": c.full.method_label(),
@@ -158,7 +159,7 @@ def table2_rows(cells: list[Cell]) -> list[dict[str, Any]]:
         backdoor = attack in ATTACKS and ATTACKS.get(attack).is_backdoor()
         test_set = "triggered" if backdoor else "clean"
         init, k = config.get("init", default_init), config.get("init_scale")
-        row = {"task": config.get("task"), "init": init, "default_init": init == default_init,
+        row = {"task": task_label(config.get("task")), "init": init, "default_init": init == default_init,
                "k": KAIMING_DEFAULT_K if k is None and init == default_init else k, "attack": attack,
                "rate": float(config.get("rate") or 0), "rank": config.get("rank"), "test set": test_set, "cell": cell.id}
         for metric in TABLE2_METRICS:
