@@ -2,7 +2,7 @@
 labels (macro F1, UPA to a uniformly drawn other label, a backdoor towards any label), another
 Hugging Face architecture (a 2-layer RoBERTa with random weights, built here offline), the
 errors of malformed task files, and run identity (GLUE keys unchanged; a changed data file is a
-new run). Two subprocess CLI runs; everything else goes through the Python API."""
+new run). One subprocess CLI run; everything else goes through the Python API."""
 from __future__ import annotations
 
 import csv
@@ -364,17 +364,19 @@ def test_missing_task_file_and_unknown_task_name(capsys):
         get_task("sst3")
 
 
-def test_cli_subprocess_bad_label_exits_2(task_file, tmp_path):
-    """The installed entry point: a label the task does not name is one line and exit 2."""
+def test_unknown_label_names_the_value_line_and_labels(task_file, tmp_path, capsys):
+    """A label the task does not name: one line naming the value, file:line and the labels, exit 2
+    (in-process: the entry point's exit code is tested in test_cli.py)."""
     (tmp_path / "data").mkdir()
     rows = _rows(6, 5)
     rows[4]["topic"] = "weather"
     _write_csv(tmp_path / "data" / "train.csv", rows)
     _write_csv(tmp_path / "data" / "dev.csv", _rows(6, 6))
     (tmp_path / "t.yaml").write_text(TASK_YAML, encoding="utf-8")
-    proc = _cli("train", "--task", "t.yaml", "--max-steps", "1", "--device", "cpu", cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert "train.csv:6: label 'weather' (column 'topic') is not one of ['sports', 'politics', 'science']" in proc.stderr
+    assert main(["train", "--task", str(tmp_path / "t.yaml"), "--max-steps", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "train.csv:6: label 'weather' (column 'topic') is not one of ['sports', 'politics', 'science']" in err
 
 
 # ---- a dataset through `datasets` (a local dataset folder here: nothing is downloaded) --------------
