@@ -95,15 +95,22 @@ def test_bad_defense_settings_are_one_line_exit_2(flags, message, capsys):
     assert main(["train", "--quiet", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
-    with pytest.raises(UserError):
-        RunConfig.from_dict({flags[2 * i][2:].replace("-", "_"): flags[2 * i + 1] if i == 0 else float(flags[2 * i + 1])
-                             for i in range(len(flags) // 2)}).validate()
+
+
+def test_a_defense_on_a_clean_run_is_allowed():
+    # the defense's cost without an attack (its FRR, the clean accuracy it loses); nothing to detect
+    RunConfig(defense="spectral").validate()
+    with pytest.raises(UserError, match="unknown defense 'onoin' .*did you mean 'onion'"):
+        RunConfig(defense="onoin").validate()
 
 
 # ---- on a real backdoored victim ---------------------------------------------------------------
 
-VICTIM = dict(task="sst2", model="minilm", method="ff", lr_preset="cpu", attack="bpa", rate=0.1, train_size=300,
-              eval_size=64, max_steps=60, batch_size=8, max_length=48, seed=0)
+# Sized for the CI budget: 30 steps teach MiniLM the trigger (put first, so that truncation at 32
+# tokens never cuts it) but hardly the task (clean accuracy about 0.4 on these 32 dev examples:
+# it says "positive" nearly always); the backdoor is what the defenses are tested on.
+VICTIM = dict(task="sst2", model="minilm", method="ff", lr_preset="cpu", lr=2e-4, attack="bpa", rate=0.125,
+              trigger_position="start", train_size=200, eval_size=32, max_steps=30, batch_size=8, max_length=32, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -127,18 +134,19 @@ def victim(glue_dir):
     return Victim(CLASSIFICATION, config, tokenizer, data, poisoned, runtime, prepared, before, 1)
 
 
-# AUROC of the planted poison (30 of 300) measured on this victim: see the report of this change;
-# the bounds leave room for round-off and thread counts, far above chance (0.5).
+# AUROC of the planted poison (25 of 200) measured on a victim like this one (240 examples, 40
+# steps): spectral 0.999, activation clustering 1.0, loss filter 1.0; the bound leaves room for
+# round-off, thread counts and the smaller run, far above chance (0.5).
 @pytest.mark.parametrize("name, least", [("spectral", 0.8), ("activation_clustering", 0.8), ("loss_filter", 0.8)])
 def test_filters_rank_the_planted_poison_above_chance(victim, name, least):
     defense = build_defense(victim.config.replace(defense=name))
     scores = defense.scores(victim)
-    assert len(scores) == 300 and victim.poisoned_mask().sum() == 30
+    assert len(scores) == 200 and victim.poisoned_mask().sum() == 25
     assert auroc(scores, victim.poisoned_mask()) > least
 
 
 def test_strip_flags_triggered_inputs_more_than_clean_ones(victim):
-    defense = build_defense(victim.config.replace(defense="strip", defense_holdout=100, strip_copies=8))
+    defense = build_defense(victim.config.replace(defense="strip", defense_holdout=48, strip_copies=6))
     outcome = defense.defend(dataclasses.replace(victim))
     d = outcome.detection
     flagged_triggered = 1 - d["far"]
@@ -148,13 +156,13 @@ def test_strip_flags_triggered_inputs_more_than_clean_ones(victim):
 
 
 def test_clean_finetune_reports_before_and_after(victim):
-    config = victim.config.replace(defense="clean_finetune", defense_holdout=64, finetune_steps=10)
+    config = victim.config.replace(defense="clean_finetune", defense_holdout=32, finetune_steps=4)
     own = dataclasses.replace(victim, prepared=copy.deepcopy(victim.prepared))  # the module's victim stays as it is
     outcome = build_defense(config).defend(own)
     assert outcome.details["before"]["asr"] == victim.before["asr"]
     assert outcome.detection["asr_after"] == outcome.metrics["asr"]
-    assert outcome.details["finetune"]["steps"] == 10 and outcome.counts["heldout"] == 64
-    heldout_rows = {e.row for e in own.heldout(64)}
+    assert outcome.details["finetune"]["steps"] == 4 and outcome.counts["heldout"] == 32
+    heldout_rows = {e.row for e in own.heldout(32)}
     assert not heldout_rows & {e.row for e in victim.data.train}  # held out: never in the run's subset
 
 
@@ -175,11 +183,13 @@ TINY = dict(task="sst2", model="minilm", lr_preset="cpu", attack="bpa", rate=0.2
             max_steps=6, batch_size=8, max_length=32)
 
 
-@pytest.mark.parametrize("method", ["ff", "lora"])
-def test_a_defended_run_records_the_defense_and_is_a_pure_function_of_its_config(glue_dir, method):
+@pytest.mark.parametrize("method, runs", [("ff", 1), ("lora", 2)])  # the pure-function check once (CI time)
+def test_a_defended_run_records_the_defense_and_is_a_pure_function_of_its_config(glue_dir, method, runs):
     config = RunConfig(**TINY, method=method, defense="loss_filter", data_dir=str(glue_dir))
-    first, second = run_experiment(config), run_experiment(config)
-    assert first["metrics"] == second["metrics"]
+    first = run_experiment(config)
+    if runs == 2:
+        second = run_experiment(config)
+        assert first["metrics"] == second["metrics"] and first["defense"]["counts"] == second["defense"]["counts"]
     metrics, section = first["metrics"], first["defense"]
     assert set(metrics) >= {"clean", "triggered", "asr", "defense"}
     assert {"asr_before", "clean_accuracy_before", "precision", "recall", "auroc", "removed",
