@@ -130,7 +130,8 @@ class ClassificationExperiment(Experiment):
         defended = {**outcome.metrics, "defense": {"asr_before": metrics["asr"],
                                                    "clean_accuracy_before": metrics["clean"]["accuracy"],
                                                    **outcome.detection}}
-        settings = {name: config.resolved()[name] for name in ("defense", *defense.uses)}
+        resolved = config.resolved()
+        settings = {name: resolved[name] for name in ("defense", *defense.uses)}
         section = {"name": defense.name, "kind": defense.kind, "settings": settings, "counts": outcome.counts,
                    "before": metrics, **outcome.details, "seconds": round(time.perf_counter() - started, 3)}
         return Evaluation(defended, {"defense": section})
