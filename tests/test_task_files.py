@@ -312,6 +312,8 @@ def test_a_changed_data_file_is_a_new_run_and_a_moved_task_is_not(task_file, tmp
     key = RunConfig(task=str(task_file), **TINY).run_key()
     moved = RunConfig(task=str(copy / "topics.yaml"), **TINY).run_key()
     assert moved == key  # same content elsewhere: the same run
+    identity = RunConfig(task=str(task_file), **TINY).identity_values()
+    assert identity["task"] == "topics" and identity["task_content_sha256"] == get_task(str(task_file)).content_sha256()
     dev = copy / "data" / "dev.csv"
     dev.write_text(dev.read_text().replace("sports", "politics", 1), encoding="utf-8")
     os.utime(dev, ns=(0, 0))  # even with an old timestamp the new content counts (size changed: re-hashed)

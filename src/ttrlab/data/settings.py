@@ -49,7 +49,7 @@ class ClassificationData(Section):
             # task folder the same run (GLUE tasks keep their name only, so their keys stay)
             task = get_task(self.task)
             values["task"] = task.name
-            values["task_sha256"] = task.content_sha256()
+            values["task_content_sha256"] = task.content_sha256()
             values.pop("data_source", None)  # a task file says where its data is
 
 
