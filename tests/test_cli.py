@@ -30,7 +30,7 @@ def _fails_with_one_line(capsys, argv, pattern):
     [
         (["train", "--task", "sst3"], r"unknown task 'sst3' \(did you mean 'sst2'\?\); allowed: cola"),
         (["train", "--attack", "upaa"], r"unknown attack 'upaa' \(did you mean 'upa'\?\)"),
-        (["train", "--method", "loraa"], r"unknown method 'loraa' \(did you mean 'lora'\?\); allowed: ff, lora"),
+        (["train", "--method", "loraa"], r"unknown method 'loraa' \(did you mean 'lora'\?\); allowed: adalora, dora, ff, ia3, lora, lora_fa, "),
         (["train", "--init", "gausian"], r"unknown init strategy 'gausian' \(did you mean 'gaussian'\?\)"),
         (["train", "--rate", "1.5"], r"rate 1.5 is outside \[0, 1\]"),
         (["train", "--rate", "-0.1"], r"rate -0.1 is outside \[0, 1\]"),

@@ -46,7 +46,8 @@ def test_the_kinds_share_their_common_sections():
     for config_type in CONFIGS:
         assert issubclass(config_type, ModelSettings) and issubclass(config_type, LoRASettings)
         assert issubclass(config_type, OptimSettings)
-    assert GenConfig().target_modules == "q_proj,v_proj" and RunConfig().target_modules == "query,value"
+    assert GenConfig().target_modules == "q_proj,v_proj" and RunConfig().target_modules == "auto"
+    assert RunConfig().resolved()["target_modules"] == "query,value"  # peft's default for MiniLM's BERT
     assert GenConfig().model == "smollm2" and RunConfig().model == "minilm"
     assert LoRASettings.of(GenConfig(rank=4)) == LoRASettings(rank=4, target_modules="q_proj,v_proj")
     assert all(issubclass(s, Section) for s in RunConfig.sections())

@@ -86,7 +86,7 @@ class RunSettings(Section):
     """What every run kind has: the fine-tuning method and the seed of every random choice. The
     base of each kind's config; it knows how to build, validate and identify a composed config."""
 
-    method: str = setting("lora", "fine-tuning method: ff | lora (`ttrlab methods`)")
+    method: str = setting("lora", "fine-tuning method: ff, lora or another peft method (`ttrlab methods`)")
     seed: int = setting(0, "seed of every random choice in the run")
 
     KIND: ClassVar[str] = ""  # the run kind this config is for
