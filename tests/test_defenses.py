@@ -107,8 +107,8 @@ def test_a_defense_on_a_clean_run_is_allowed():
 # ---- on a real backdoored victim ---------------------------------------------------------------
 
 # Sized for the CI budget: 30 steps teach MiniLM the trigger (put first, so that truncation at 32
-# tokens never cuts it) but hardly the task (clean accuracy about 0.4 on these 32 dev examples:
-# it says "positive" nearly always); the backdoor is what the defenses are tested on.
+# tokens never cuts it) but hardly the task (measured: clean accuracy 0.59 on these 32 dev
+# examples, ASR 1.0); the backdoor is what the defenses are tested on.
 VICTIM = dict(task="sst2", model="minilm", method="ff", lr_preset="cpu", lr=2e-4, attack="bpa", rate=0.125,
               trigger_position="start", train_size=200, eval_size=32, max_steps=30, batch_size=8, max_length=32, seed=0)
 
@@ -134,9 +134,9 @@ def victim(glue_dir):
     return Victim(CLASSIFICATION, config, tokenizer, data, poisoned, runtime, prepared, before, 1)
 
 
-# AUROC of the planted poison (25 of 200) measured on a victim like this one (240 examples, 40
-# steps): spectral 0.999, activation clustering 1.0, loss filter 1.0; the bound leaves room for
-# round-off, thread counts and the smaller run, far above chance (0.5).
+# AUROC of the planted poison (25 of 200) measured on this victim: spectral 0.925, activation
+# clustering 1.0, loss filter 1.0 (on 240 examples and 40 steps: 0.999, 1.0, 1.0); the bound
+# leaves room for round-off and thread counts, far above chance (0.5).
 @pytest.mark.parametrize("name, least", [("spectral", 0.8), ("activation_clustering", 0.8), ("loss_filter", 0.8)])
 def test_filters_rank_the_planted_poison_above_chance(victim, name, least):
     defense = build_defense(victim.config.replace(defense=name))
@@ -146,6 +146,7 @@ def test_filters_rank_the_planted_poison_above_chance(victim, name, least):
 
 
 def test_strip_flags_triggered_inputs_more_than_clean_ones(victim):
+    # measured on this victim: FRR 0.0625, FAR 0.133 (flagged triggered 0.867), AUROC 0.983
     defense = build_defense(victim.config.replace(defense="strip", defense_holdout=48, strip_copies=6))
     outcome = defense.defend(dataclasses.replace(victim))
     d = outcome.detection
