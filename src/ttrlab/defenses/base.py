@@ -19,6 +19,7 @@ stored before defenses existed keeps its key.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -69,6 +70,7 @@ class DefenseSettings(Section):
         "ac_dims": (lambda v: v >= 1, "must be >= 1"),
         "loss_direction": (lambda v: v in ("low", "high", "auto"), "must be low, high or auto"),
         "onion_lm": (lambda v: isinstance(v, str) and v.strip() != "", "must name a causal LM"),
+        "onion_threshold": (lambda v: math.isfinite(v), "must be a finite number (a perplexity drop; ONION's t)"),
         "onion_max_inputs": (lambda v: v >= 1, "must be >= 1"),
         "onion_batch_size": (lambda v: v >= 1, "must be >= 1"),
         "strip_copies": (lambda v: v >= 2, "must be >= 2"),
