@@ -46,8 +46,9 @@ def test_one_table_per_attack_with_every_method_and_its_paired_difference(tmp_pa
     bpa = rows[rows.index(heads[0]) + 1: rows.index(heads[1])]
     assert len(bpa) == 4 and bpa[0][0] == "FF"
     by_trainable = [r[1] for r in bpa]
-    assert by_trainable[0] == "2.27e+07" and sorted(by_trainable[1:], key=float) == by_trainable[1:]
-    ia3 = next(r for r in bpa if r[1] == "1e+04")
+    assert by_trainable[0] == "22,700,000"
+    assert sorted(by_trainable[1:], key=lambda t: int(t.replace(",", ""))) == by_trainable[1:]
+    ia3 = next(r for r in bpa if r[1] == "10,000")
     # ASR: planted 40 points below FF at each of 6 seeds: significant, interval around -40
     asr_delta = ia3[-1]
     assert asr_delta.startswith("-40.") and "[" in asr_delta
@@ -77,3 +78,24 @@ def test_fewer_than_two_other_methods_draws_no_table(tmp_path):
     assert 'id="methods"' not in index.read_text()
     assert (index.parent / "methods.md").read_text() == ""
     assert "methods_trainable" not in json.loads((index.parent / "figures.json").read_text())
+
+
+def test_a_method_at_chance_under_a_backdoor_is_marked_as_not_learned(tmp_path):
+    """A constant classifier scores ASR 100%: the table says it did not learn the task instead of
+    letting that pass for a backdoor; under UPA, whose aim is chance accuracy, it cannot tell."""
+    def at_chance(config, rng):
+        result = planted(config, rng)
+        if config.method == "ia3":
+            result["metrics"].update(clean={"accuracy": 0.5}, triggered={"accuracy": 0.5})
+            if config.attack == "bpa":
+                result["metrics"]["asr"] = 1.0
+        return result
+
+    index = build_report(make_db(tmp_path / "r.sqlite", configs(PLANTED, seeds=range(2)), result=at_chance),
+                         tmp_path / "report")
+    markdown = (index.parent / "methods.md").read_text()
+    bpa, upa = markdown.split("### sst2")[1:]
+    assert "IA3 (did not learn the task)" in bpa and "their other numbers test nothing" in bpa
+    assert bpa.count("did not learn the task") == 1  # the others learned
+    assert "did not learn" not in upa.lower()
+    assert "(did not learn the task)" in index.read_text()

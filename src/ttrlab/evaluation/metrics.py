@@ -120,5 +120,18 @@ for _info in (
     MetricInfo("clean_accuracy_drop", "clean-accuracy drop", False,
                "derived: clean accuracy of the same-seed clean run (rate 0) minus the clean accuracy under the attack",
                True),
+    # what a defended run records of its victim and its detection (ttrlab.defenses); the run's own
+    # clean.* / triggered.* / asr are the defended system's
+    MetricInfo("defense.asr_before", "ASR before the defense", False, "the undefended victim's ASR", True),
+    MetricInfo("defense.clean_accuracy_before", "clean accuracy before the defense", True,
+               "the undefended victim's clean accuracy", True),
+    MetricInfo("defense.auroc", "detection AUROC", True,
+               "area under the ROC curve of the defense's scores ranking poisoned training examples (filters) or "
+               "triggered inputs (STRIP) above the rest"),
+    MetricInfo("defense.precision", "detection precision", True, "filters: share of the dropped examples that were poisoned"),
+    MetricInfo("defense.recall", "detection recall", True, "filters: share of the poisoned examples dropped"),
+    MetricInfo("defense.frr", "FRR", False, "detectors: false rejection rate, clean inputs flagged (ONION: changed)"),
+    MetricInfo("defense.far", "FAR", False, "detectors: false acceptance rate, triggered inputs let through "
+               "(ONION: an inserted word left in)"),
 ):
     METRICS.register(_info.name)(_info)

@@ -1,6 +1,9 @@
 """Every fine-tuning method against full fine-tuning, setting by setting: the "method vs FF"
 tables (one per task × attack × rate that holds the full method and at least two other
-methods) and the figure of robustness against trainable-parameter count.
+methods) and the figure of robustness against trainable-parameter count. A method whose clean
+accuracy stays at chance did not learn the task and is marked so: its ASR (a model predicting
+the target for every input scores 100%) or its accuracy under poisoning say nothing about
+robustness.
 
 A table's rows are the full method, then the others by trainable parameters. Each shows the
 attack's headline metrics (`Attack.headline_metrics`: clean accuracy under untargeted poisoning,
@@ -20,12 +23,38 @@ from typing import Any
 import numpy as np
 
 from ttrlab.attacks import ATTACKS
+from ttrlab.data.tasks import task_label
 from ttrlab.evaluation import METRICS
 from ttrlab.report.aggregate import Cell, ComparisonRow, comparison_key, fmt, interval_text, kind_order, task_type, trains
 from ttrlab.report.tables import attack_order, pm
 
 MIN_OTHER_METHODS = 2  # with one, the headline table already says everything
 FIGURE_STEM = "methods_trainable"
+CLEAN = "clean.accuracy"
+# A method whose clean accuracy stays within this of chance (1 / number of labels) did not learn
+# the task: an "ASR" of a model that predicts the target for every input tests no backdoor.
+LEARNED_MARGIN = 0.05
+
+
+def chance(cell: Cell) -> float:
+    """1 / the task's number of labels (2 where the task cannot be read here)."""
+    from ttrlab.data.tasks import get_task
+    from ttrlab.errors import UserError
+
+    try:
+        return 1.0 / get_task(cell.config.get("task")).num_labels
+    except (UserError, OSError, KeyError, TypeError):
+        return 0.5
+
+
+def learned(cell: Cell) -> bool | None:
+    """Whether the cell's mean clean accuracy is above chance by LEARNED_MARGIN; None where it
+    cannot tell: no clean accuracy recorded, or an attack whose aim is to lower it (untargeted
+    poisoning that drives a model to chance looks like a model that never learned)."""
+    summary = cell.summaries.get(CLEAN)
+    if summary is None or summary.n == 0 or math.isnan(summary.mean) or CLEAN in _headline(cell):
+        return None
+    return summary.mean > chance(cell) + LEARNED_MARGIN
 
 
 def _headline(cell: Cell) -> tuple[str, ...]:
@@ -66,12 +95,13 @@ def method_tables(cells: list[Cell], comparisons: list[ComparisonRow]) -> list[d
     against = {(c.cell.id, c.full.id, c.metric): c for c in comparisons}
     tables = []
     for full, others in _groups(cells):
-        metrics = _headline(full)
+        metrics = (CLEAN, *(m for m in _headline(full) if m != CLEAN))
         config = full.config
         rows = []
         for cell in (full, *others):
-            row = {"method": cell.method_label(), "trainable": fmt(cell.trainable_parameters), "share": _share(cell),
-                   "seeds": len(cell.seeds), "is_full": cell is full, "values": [], "differences": []}
+            row = {"method": cell.method_label(), "trainable": f"{cell.trainable_parameters:,}" if cell.trainable_parameters else "–", "share": _share(cell),
+                   "seeds": len(cell.seeds), "is_full": cell is full, "learned": learned(cell) is not False,
+                   "values": [], "differences": []}
             for metric in metrics:
                 row["values"].append(pm(cell.summaries.get(metric)))
                 compared = against.get((cell.id, full.id, metric))
@@ -85,7 +115,8 @@ def method_tables(cells: list[Cell], comparisons: list[ComparisonRow]) -> list[d
             rows.append(row)
         attack = ATTACKS.get(config["attack"])
         tables.append({
-            "kind": full.kind, "task": config.get("task"), "model": config.get("model"),
+            "kind": full.kind, "task": task_label(config.get("task")), "model": config.get("model"),
+            "chance": f"{100 * chance(full):.0f}%", "not_learned": [r["method"] for r in rows if not r["learned"]],
             "attack": attack.label, "rate": fmt(config.get("rate")),
             "metrics": [{"name": m, "label": METRICS.info(m).label,
                          "direction": {True: "↑", False: "↓", None: ""}[METRICS.info(m).higher_is_better]} for m in metrics],
@@ -104,7 +135,11 @@ def method_tables_markdown(tables: list[dict[str, Any]]) -> str:
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in t["rows"]:
             diffs = [f"{d['text']} {d['ci']}".strip() for d in r["differences"]]
-            lines.append("| " + " | ".join([r["method"], r["trainable"], r["share"], str(r["seeds"]), *r["values"], *diffs]) + " |")
+            name = r["method"] + ("" if r["learned"] else " (did not learn the task)")
+            lines.append("| " + " | ".join([name, r["trainable"], r["share"], str(r["seeds"]), *r["values"], *diffs]) + " |")
+        if t["not_learned"]:
+            lines += ["", f"Did not learn the task (clean accuracy within {100 * LEARNED_MARGIN:.0f} points of chance, "
+                          f"{t['chance']}): {', '.join(t['not_learned'])}; their other numbers test nothing."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + ("\n" if parts else "")
 
@@ -134,7 +169,7 @@ def render_trainable_figure(cells: list[Cell], out_dir: Path) -> tuple[dict[str,
             summary = cell.summaries.get(metric)
             if summary is None or summary.n == 0 or not cell.trainable_parameters:
                 continue
-            label = cell.method_label()
+            label = cell.method_label() + ("" if learned(cell) is not False else " (not learned)")
             if label not in labels:
                 labels.append(label)
             i = labels.index(label)
