@@ -45,14 +45,14 @@ def test_one_table_per_attack_with_every_method_and_its_paired_difference(tmp_pa
     assert len(heads) == 2  # BPA and UPA
     bpa = rows[rows.index(heads[0]) + 1: rows.index(heads[1])]
     assert len(bpa) == 4 and bpa[0][0] == "FF"
-    by_trainable = [r[1] for r in bpa]
+    by_trainable = [r[2] for r in bpa]
     assert by_trainable[0] == "22,700,000"
     assert sorted(by_trainable[1:], key=lambda t: int(t.replace(",", ""))) == by_trainable[1:]
-    ia3 = next(r for r in bpa if r[1] == "10,000")
+    ia3 = next(r for r in bpa if r[2] == "10,000")
     # ASR: planted 40 points below FF at each of 6 seeds: significant, interval around -40
     asr_delta = ia3[-1]
     assert asr_delta.startswith("-40.") and "[" in asr_delta
-    assert ia3[2] == f"{100 * 10_000 / TOTAL:.3g}%"
+    assert ia3[3] == f"{100 * 10_000 / TOTAL:.3g}%" and ia3[1] == "0.001"  # the cpu preset's adapter rate
     bold = tables_of(html).bold["methods"]
     assert len(bold) == 0  # bold is per cell here (class on <td>), rows are never bold
     assert 'class="sig"' in html.split('id="methods"')[1].split("</section>")[0]
@@ -67,6 +67,7 @@ def test_the_figure_draws_every_method_at_its_recorded_trainable_count(tmp_path)
     points = tables["methods_trainable"]
     asr = [p for p in points if p["panel"].endswith("ASR")]
     assert sorted(p["trainable"] for p in asr) == sorted(t for t, _ in PLANTED.values())
+    assert {p["method"].split(", lr ")[1] for p in asr} == {"0.001", "5e-05"}  # the cpu preset: adapters, FF
     assert all(p["n"] == 3 for p in asr)
     assert (index.parent / "figures" / "methods_trainable.svg").is_file()
     assert "Spearman ρ = " in index.read_text()  # four methods in each panel

@@ -99,7 +99,8 @@ def method_tables(cells: list[Cell], comparisons: list[ComparisonRow]) -> list[d
         config = full.config
         rows = []
         for cell in (full, *others):
-            row = {"method": cell.method_label(), "trainable": f"{cell.trainable_parameters:,}" if cell.trainable_parameters else "–", "share": _share(cell),
+            row = {"method": cell.method_label(), "lr": fmt(cell.config.get("lr")),
+                   "trainable": f"{cell.trainable_parameters:,}" if cell.trainable_parameters else "–", "share": _share(cell),
                    "seeds": len(cell.seeds), "is_full": cell is full, "learned": learned(cell) is not False,
                    "values": [], "differences": []}
             for metric in metrics:
@@ -130,13 +131,13 @@ def method_tables_markdown(tables: list[dict[str, Any]]) -> str:
     parts = []
     for t in tables:
         labels = [f"{m['label']} {m['direction']}".strip() for m in t["metrics"]]
-        head = ["method", "trainable", "share", "seeds", *labels, *(f"Δ {m['label']} vs FF (pp)" for m in t["metrics"])]
+        head = ["method", "lr", "trainable", "share", "seeds", *labels, *(f"Δ {m['label']} vs FF (pp)" for m in t["metrics"])]
         lines = [f"### {t['task']} · {t['model']} · {t['attack']} at rate {t['rate']} ({t['kind']})", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in t["rows"]:
             diffs = [f"{d['text']} {d['ci']}".strip() for d in r["differences"]]
             name = r["method"] + ("" if r["learned"] else " (did not learn the task)")
-            lines.append("| " + " | ".join([name, r["trainable"], r["share"], str(r["seeds"]), *r["values"], *diffs]) + " |")
+            lines.append("| " + " | ".join([name, r["lr"], r["trainable"], r["share"], str(r["seeds"]), *r["values"], *diffs]) + " |")
         if t["not_learned"]:
             lines += ["", f"Did not learn the task (clean accuracy within {100 * LEARNED_MARGIN:.0f} points of chance, "
                           f"{t['chance']}): {', '.join(t['not_learned'])}; their other numbers test nothing."]
@@ -169,7 +170,8 @@ def render_trainable_figure(cells: list[Cell], out_dir: Path) -> tuple[dict[str,
             summary = cell.summaries.get(metric)
             if summary is None or summary.n == 0 or not cell.trainable_parameters:
                 continue
-            label = cell.method_label() + ("" if learned(cell) is not False else " (not learned)")
+            label = (f"{cell.method_label()}, lr {fmt(cell.config.get('lr'))}"
+                     + ("" if learned(cell) is not False else " (not learned)"))
             if label not in labels:
                 labels.append(label)
             i = labels.index(label)
