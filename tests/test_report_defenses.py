@@ -20,7 +20,7 @@ def planted(config, rng):
     if config.defense != "none":
         after = AFTER[config.defense][config.method == "lora"] + shared + rng.normal(0, 0.005)
         detection = ({"auroc": 0.97, "precision": 0.6, "recall": 0.9} if config.defense == "spectral"
-                     else {"frr": 0.05, "far": 0.2})
+                     else {"frr": 0.05, "far": 0.2, "clean_accuracy_before_evaluated": 0.7})  # screened a subset
         metrics = {"clean": {"accuracy": 0.84 + shared}, "triggered": {"accuracy": 0.8}, "asr": after,
                    "defense": {"asr_before": before, "clean_accuracy_before": 0.85 + shared, **detection}}
     return {"metrics": metrics}
@@ -55,6 +55,7 @@ def test_before_after_per_victim_and_the_paired_difference_of_what_the_defense_t
     assert float(spectral[-1].split()[0]) == pytest.approx(-50, abs=1) and "[" in spectral[-1]
     assert abs(float(body["strip"][-1].split()[0])) < 1
     assert "FRR 0.050" in body["strip"][3]
+    assert arrow(body["strip"][2])[0] == pytest.approx(70)  # before on the screened subset, like after
     assert "### sst2" in (index.parent / "defenses.md").read_text()
 
 

@@ -4,7 +4,9 @@ still work when the victim is trained with LoRA instead of FF?".
 One table per task × attack × rate that holds defended runs (`defense` other than none). A row
 is a defense; for each victim method it shows ASR and clean accuracy before → after the defense
 (both recorded by the defended run itself: `metrics.defense.asr_before`,
-`metrics.defense.clean_accuracy_before`, and the defended system's `asr`, `clean.accuracy`) and
+`metrics.defense.clean_accuracy_before`, and the defended system's `asr`, `clean.accuracy`; for a
+detector that screened a capped subset, the undefended numbers on that subset,
+`..._before_evaluated`) and
 the detection numbers the run holds (filters: AUROC, precision and recall of the poisoned
 examples; detectors: FRR and FAR). The last columns compare each other method's ASR reduction
 (before − after) with the full method's, paired by seed — "n too small" below `stats.MIN_N`
@@ -24,6 +26,14 @@ from ttrlab.report.tables import attack_order, pm
 
 BEFORE_ASR, AFTER_ASR = "defense.asr_before", "asr"
 BEFORE_CLEAN, AFTER_CLEAN = "defense.clean_accuracy_before", "clean.accuracy"
+# a detector that screens only the first `*_max_inputs` scored inputs records the undefended
+# numbers on that subset too: before and after are then compared on the same inputs
+ON_SCREENED = "_evaluated"
+
+
+def _before(cell: Cell, metric: str) -> str:
+    screened = metric + ON_SCREENED
+    return screened if screened in cell.values else metric
 # detection numbers a defended run may hold (metrics.defense.*), in the order shown
 DETECTION = (("defense.auroc", "AUROC"), ("defense.precision", "precision"), ("defense.recall", "recall"),
              ("defense.frr", "FRR"), ("defense.far", "FAR"))
@@ -44,12 +54,12 @@ def _setting(cell: Cell) -> str:
 
 def _reduction(cell: Cell) -> dict[Any, float]:
     """Seed → ASR before − after the defense (points the defense took off the attack)."""
-    before, after = cell.values.get(BEFORE_ASR, {}), cell.values.get(AFTER_ASR, {})
+    before, after = cell.values.get(_before(cell, BEFORE_ASR), {}), cell.values.get(AFTER_ASR, {})
     return {s: before[s] - after[s] for s in before if s in after and before[s] is not None and after[s] is not None}
 
 
 def _arrow(cell: Cell, before: str, after: str) -> str:
-    return f"{pm(cell.summaries.get(before))} → {pm(cell.summaries.get(after))}"
+    return f"{pm(cell.summaries.get(_before(cell, before)))} → {pm(cell.summaries.get(after))}"
 
 
 def defense_tables(cells: list[Cell]) -> list[dict[str, Any]]:
