@@ -1,8 +1,9 @@
 """The classification run kind ("train"): fine-tune a sequence classifier on a GLUE-style task
 whose training split an attack poisoned, then score the clean and the triggered dev set.
 
-    RunConfig → GLUE split (seeded subsets) → attack.poison → classifier → method.prepare
+    RunConfig → task split (GLUE or a task file; seeded subsets) → attack.poison → classifier → method.prepare
               → optimize (optional learning curve) → clean metrics, triggered metrics and ASR (backdoors), extra test sets
+              → the defense, if any (`ttrlab.defenses`: filter and retrain, screen the inputs, or fine-tune on clean data)
 
 The steps plug into the one pipeline (`ttrlab.pipeline.run`); `run_experiment(config)` is the
 public call and returns the result document (`ttrlab.result`).
