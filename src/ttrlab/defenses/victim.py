@@ -128,8 +128,8 @@ class Victim:
         tokenizer, model = self.experiment.load_model(c, self.data)
         prepared = METHODS.get(c.method).prepare(model.to(self.runtime.device), c)
         training = classification_training_set(tokenizer, examples, c.max_length)
-        hook = getattr(prepared, "after_step", None)  # a method's per-step hook (AdaLoRA's budget)
-        stats = optimize(prepared.model, training, c, c.seed, self.runtime, **({"after_step": hook} if hook else {}))
+        # the method's per-step hook (AdaLoRA's budget), passed as pipeline.run passes it
+        stats = optimize(prepared.model, training, c, c.seed, self.runtime, after_step=prepared.after_step)
         return prepared, stats.as_dict()
 
     def train_more(self, model, examples: list[Example], steps: int, lr: float | None) -> dict[str, Any]:
