@@ -8,11 +8,16 @@ def register(subparsers) -> None:
     report = subparsers.add_parser("report", help="figures, tables and one self-contained HTML file from a results database")
     report.add_argument("--db", required=True, help="results database: a file path (SQLite) or an SQLAlchemy URL")
     report.add_argument("--out", required=True, help="output folder (index.html, figures/, aggregates.csv, ...)")
+    report.add_argument("--compare-paper", action="store_true",
+                        help="also print the verdict table of the paper's claims (OUT/paper_comparison.md)")
     report.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from ttrlab.report import build_report
 
-    print(build_report(args.db, args.out))
+    index = build_report(args.db, args.out)
+    if args.compare_paper:
+        print((index.parent / "paper_comparison.md").read_text(encoding="utf-8"))
+    print(index)
     return 0
