@@ -32,7 +32,7 @@ window.addEventListener("load", () => {
   console.log("PROBE images " + ok + "/" + imgs.length + " sections " + document.querySelectorAll("section").length);
 });
 </script></body>"""
-SECTIONS = 12  # summary, figures, Tables 2, E.1, 3, Table 3 paired, learning curves, comparisons, aggregates, failures, sweeps, versions
+SECTIONS = 13  # summary, the paper's claims, figures, Tables 2, E.1, 3, Table 3 paired, learning curves, comparisons, aggregates, failures, sweeps, versions
 
 
 def chromium(page, tmp_path, *extra):

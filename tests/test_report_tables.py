@@ -41,6 +41,28 @@ def test_table_3_numbers_are_the_papers(paper_lines):
     assert "2%" in table["setting"] and "LLaMA-3.2-3B" in table["setting"]
 
 
+def test_table_2_numbers_are_the_papers(paper_lines):
+    table = paper_numbers()["table_2"]
+    labels = {"gaussian": "GI", "xavier_normal": "XNI"}
+    printed = [line for line in paper_lines if line.split(" ")[0] in labels.values() and "±" in line]
+    assert len(printed) == len(table["rows"]) == 12
+    for row, line in zip(table["rows"], printed):
+        label, k, rate = line.split(" ")[:3]
+        assert (labels[row["init"]], float(k), float(rate.rstrip("%")) / 100) == (label, row["k"], row["rate"])
+        pairs = [(float(m), float(s)) for m, s in re.findall(r"(\d+\.\d+) ?± ?(\d+\.\d+)", line)]
+        assert pairs == list(zip(row["mean"], row["std"])), line
+
+
+def test_every_claim_quotes_the_paper(paper_lines):
+    """Each claim's quote is the paper's words (its parts around "..." appear in the text)."""
+    from ttrlab.report.compare_paper import claims
+
+    text = " ".join(paper_lines).replace("*", "")
+    for claim in claims():
+        for part in claim.quote.split(" ... "):
+            assert part.strip().rstrip(".") in text, (claim.id, part)
+
+
 def test_paper_rows_name_registered_attacks_of_the_right_task_type():
     numbers = paper_numbers()
     for row in numbers["table_e1"]["rows"]:

@@ -396,6 +396,7 @@ def _rank_correlation(ranked_x: np.ndarray, ry: np.ndarray) -> np.ndarray:
 # ---- output -------------------------------------------------------------------------------------
 COLUMNS = ("figure", "claim", "paper", "ttrlab", "statistic", "effect", "ci", "p", "mdd", "n", "settings",
            "seeds", "verdict", "why")
+COMPACT = ("figure", "claim", "paper", "ttrlab", "effect", "ci", "p", "seeds", "verdict", "why")  # docs/results
 
 
 def display(result: ClaimResult) -> dict[str, Any]:
@@ -435,8 +436,8 @@ def summary(results: list[ClaimResult]) -> str:
     return f"{len(results)} claims: " + "; ".join(f"{n} {v}" for v, n in counts.items() if n) + "."
 
 
-def markdown(results: list[ClaimResult]) -> str:
-    return f"{to_markdown([display(r) for r in results], COLUMNS)}\n{summary(results)}\n"
+def markdown(results: list[ClaimResult], columns: tuple[str, ...] = COLUMNS) -> str:
+    return f"{to_markdown([display(r) for r in results], columns)}\n{summary(results)}\n"
 
 
 def csv(results: list[ClaimResult]) -> str:
