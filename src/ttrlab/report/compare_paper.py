@@ -59,8 +59,9 @@ OPPOSITE_SIG = "opposite direction, significant"
 OPPOSITE = "opposite direction, not significant"
 NULL_HOLDS = "no significant effect, as in the paper"
 NULL_FAILS = "significant effect, the paper sees none"
+NO_DIFFERENCE = "no difference measured"  # a directional claim whose effect came out exactly 0
 NOT_TESTABLE = "not testable here"
-VERDICTS = (SAME_SIG, SAME, OPPOSITE_SIG, OPPOSITE, NULL_HOLDS, NULL_FAILS, NOT_TESTABLE)
+VERDICTS = (SAME_SIG, SAME, OPPOSITE_SIG, OPPOSITE, NULL_HOLDS, NULL_FAILS, NO_DIFFERENCE, NOT_TESTABLE)
 EXPECT = ("lower", "higher", "none")
 
 
@@ -142,8 +143,9 @@ def verdict(expect: str, evidence: Evidence) -> str:
         return NOT_TESTABLE
     if expect == "none":
         return NULL_FAILS if evidence.significant else NULL_HOLDS
-    same = (evidence.effect < 0) == (expect == "lower") and evidence.effect != 0
-    if same:
+    if evidence.effect == 0:
+        return NO_DIFFERENCE
+    if (evidence.effect < 0) == (expect == "lower"):
         return SAME_SIG if evidence.significant else SAME
     return OPPOSITE_SIG if evidence.significant else OPPOSITE
 
