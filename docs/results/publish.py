@@ -1,0 +1,53 @@
+"""Publish a results database as docs/results: a one-file copy of it (SQLite's backup API, so a
+database still being written is copied consistently and without its WAL), the report built from
+that copy (report/: index.html, figures as PNG and SVG, tables as CSV and Markdown), and the
+verdict table of the paper's claims spliced into README.md between its markers.
+
+    .venv/bin/python docs/results/publish.py results/paper_cpu.sqlite
+
+Nothing in README.md outside the markers is touched; tests/test_published_results.py checks
+that the table there is what the published database gives."""
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+from ttrlab.io import write_text_atomic
+from ttrlab.report import build_report, compare_paper
+from ttrlab.report.aggregate import build_cells
+from ttrlab.sweep.store import FINISHED, ResultStore
+
+HERE = Path(__file__).resolve().parent
+DATABASE = HERE / "paper_cpu.sqlite"
+REPORT = HERE / "report"
+BEGIN, END = "<!-- verdicts: begin -->", "<!-- verdicts: end -->"
+
+
+def main(source: str) -> None:
+    staged = DATABASE.with_suffix(".sqlite.new")
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(staged) as dst:
+        src.backup(dst)
+    staged.replace(DATABASE)
+    shutil.rmtree(REPORT, ignore_errors=True)
+    os.chdir(HERE)  # the report names its database as given: "paper_cpu.sqlite", not this machine's path
+    build_report(DATABASE.name, REPORT.name)
+    with ResultStore(DATABASE, create=False) as store:
+        cells = build_cells(store.runs(status=FINISHED))
+    # the store opened the copy in WAL mode: fold it back into one file, as committed
+    db = sqlite3.connect(DATABASE)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("VACUUM")
+    db.close()
+    table = compare_paper.markdown(compare_paper.compare_paper(cells), compare_paper.COMPACT).strip()
+    readme = HERE / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(BEGIN)
+    write_text_atomic(readme, f"{head}{BEGIN}\n{table}\n{END}{rest.split(END)[1]}")
+    print(f"{DATABASE} ({DATABASE.stat().st_size / 1e6:.1f} MB), {REPORT / 'index.html'}, {readme}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
