@@ -2,7 +2,8 @@
 numbers through the real store and configs, as in test_report_build.py). Planted: LoRA keeps
 *more* accuracy than FF under UPA on SST-2 (the opposite of Fig. 1), LoRA's backdoor weaker than
 FF's (Fig. 2's direction), one BPA rate whose backdoor does not implant in FF (left out), clean
-accuracy untouched by the backdoor (Fig. 8) and UPA accuracy rising with LoRA's rank (Fig. 4)."""
+accuracy untouched by the backdoor (Fig. 8), UPA accuracy rising with LoRA's rank (Fig. 4) and
+a CoLA where neither method learns (every input the majority class: left out)."""
 import math
 
 import numpy as np
@@ -33,6 +34,9 @@ NOT_IMPLANTED_RATE = 0.005
 
 
 def planted(config, rng):
+    if config.task == "cola":  # neither method learns: the majority class for every input, poisoned or not
+        constant = {"accuracy": 0.69, "precision": 0.69, "recall": 1.0, "f1": 0.817}
+        return {"metrics": {"clean": constant, "triggered": None, "asr": None}}
     seed_noise = np.random.default_rng(config.seed).normal(0, 0.005)
     acc = 0.85 + seed_noise + rng.normal(0, 0.001)
     metrics = {"clean": {"accuracy": acc, "f1": acc}, "triggered": None, "asr": None}
@@ -65,6 +69,9 @@ def configs():
                 out.append(RunConfig(**base, method=method, attack="bpa", rate=rate, seed=seed))
         for rank in (4, 16, 64):  # rank 8 is the default, above
             out.append(RunConfig(**base, method="lora", rank=rank, attack="upa", rate=0.2, seed=seed))
+        for method in ("ff", "lora"):
+            out += [RunConfig(**{**base, "task": "cola"}, method=method, attack=attack, rate=rate, seed=seed)
+                    for attack, rate in (("bpa", 0.0), ("upa", 0.1), ("upa", 0.2))]
     return out
 
 
@@ -104,10 +111,17 @@ def test_no_effect_claims_and_trends(results):
     assert rank.evidence.p == pytest.approx(2 / 24**3)  # exact: only the identity and the reversal in every block
 
 
-def test_what_the_database_lacks_is_not_testable_and_says_why(results):
+def test_a_task_neither_method_learned_tests_nothing(results):
     _, by_id = results
     cola = by_id["fig1-cola"]
-    assert cola.verdict == NOT_TESTABLE and "holds no runs" in compare_paper.display(cola)["why"]
+    assert cola.verdict == NOT_TESTABLE  # not "no difference measured" between two constant classifiers
+    assert "FF and LoRA r=8" in cola.evidence.why and "did not learn the task" in cola.evidence.why
+    assert len(cola.evidence.excluded) == 2  # UPA 0.1 and 0.2
+
+
+def test_what_the_database_lacks_is_not_testable_and_says_why(results):
+    _, by_id = results
+    assert "holds no runs" in compare_paper.display(by_id["fig2-cola"])["why"]
     assert by_id["table3-vpi"].verdict == NOT_TESTABLE
     assert by_id["fig3-rank"].verdict == NOT_TESTABLE
     # every figure 1-12 and table 2, 3, E.1 of the paper has at least one claim

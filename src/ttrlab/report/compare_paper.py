@@ -12,7 +12,10 @@ sign the paper expects. The tests:
   is what gives the test its pairs: 3 seeds of one setting cannot reach p < 0.05 (the sign-flip
   floor is 0.25), 3 seeds × 3 rates × 2 tasks can. For a backdoor, a setting whose backdoor did
   not implant in FF (FF's ASR not `IMPLANT_MIN` above the ASR of the same FF cell at rate 0) is
-  left out and named: a backdoor that does not implant tests nothing;
+  left out and named: a backdoor that does not implant tests nothing; so is a setting where a
+  side did not learn the task (trained without poison it predicts one class for every input, as
+  MiniLM on CoLA in 200 steps: an accuracy gap of 0 between two constant classifiers says
+  nothing about robustness);
 - **vs_clean**: a poisoned cell against the same cell at rate 0, paired by seed, pooled;
 - **trend**: Spearman's ρ of the metric against an axis (rank, k, ...) within each block (the
   runs of one setting and seed that differ only in the axis and its learning rate), averaged
@@ -60,6 +63,7 @@ from ttrlab.report.tables import paper_numbers
 
 IMPLANT_MIN = 0.10  # FF's ASR must exceed the clean (rate-0 / untriggered) ASR by this much
 UNDEFENDED = {"defense": "none"}  # the paper's claims are about undefended training (where a run has the key)
+ATTACK_KEYS = ("attack", "rate", "trigger", "trigger_position", "target_label", "attack_options")  # what poisoning sets
 TREND_SKIP = ("seed", "lr")  # never part of a trend's block: the seed is, the lr follows the axis (rank presets)
 
 SAME_SIG = "same direction, significant"
@@ -194,6 +198,45 @@ def _clean_counterpart(cell: Cell, cells: list[Cell]) -> Cell | None:
     return None
 
 
+def _clean_trained(cell: Cell, cells: list[Cell]) -> Cell | None:
+    """The cell trained like `cell` without poison: at rate 0 under the same attack (its triggered
+    test set) if the database holds it, else at rate 0 under any attack."""
+    same = _clean_counterpart(cell, cells)
+    if same is not None:
+        return same
+    rest = {k: v for k, v in cell.config.items() if k not in ATTACK_KEYS}
+    for other in cells:
+        if other.kind == cell.kind and float(other.config.get("rate") or 0) == 0 \
+                and {k: v for k, v in other.config.items() if k not in ATTACK_KEYS} == rest:
+            return other
+    return None
+
+
+def _constant(cell: Cell) -> bool:
+    """Whether the cell predicted one class for every test input at every seed — recall 1 with
+    precision = accuracy (all positive) or recall 0 (all negative): a classifier that did not
+    learn the task, e.g. CoLA's majority class."""
+    accuracy, precision, recall = (cell.values.get(f"clean.{m}") for m in ("accuracy", "precision", "recall"))
+    if not accuracy or not recall:
+        return False
+    for seed, a in accuracy.items():
+        r, p = recall.get(seed), (precision or {}).get(seed)
+        positive = r is not None and abs(r - 1) < 1e-9 and p is not None and abs(p - a) < 1e-9
+        if not (positive or (r is not None and abs(r) < 1e-9)):
+            return False
+    return True
+
+
+def _not_learned(cell: Cell, full: Cell, cells: list[Cell]) -> str | None:
+    """Why the pair tests nothing because a side did not learn the task trained without poison."""
+    failed = [c.method_label() for c in (full, cell)
+              if (clean := _clean_trained(c, cells)) is not None and _constant(clean)]
+    if not failed:
+        return None
+    return (f"{_setting(cell)}: {' and '.join(failed)} did not learn the task (one class predicted for every "
+            f"input when trained without poison)")
+
+
 def _implant(full: Cell, cells: list[Cell]) -> str | None:
     """Why FF's backdoor at this setting did not implant, or None when it did (or the attack is
     not a backdoor)."""
@@ -227,7 +270,7 @@ def _pairs(claim: Claim, cells: list[Cell]) -> tuple[list[tuple[Cell, Cell]], li
         if not claim.selects(cell) or not is_default_setting(cell.kind, cell.config) \
                 or claim.metric not in cell.values or claim.metric not in full.values:
             continue
-        why = _implant(full, cells)
+        why = _not_learned(cell, full, cells) or _implant(full, cells)
         if why:
             excluded.append(why)
         else:
@@ -266,17 +309,21 @@ def method_vs_full(claim: Claim, cells: list[Cell]) -> Evidence:
 
 
 def vs_clean(claim: Claim, cells: list[Cell]) -> Evidence:
-    a, b = {}, {}
+    a, b, excluded = {}, {}, []
     for cell in cells:
         if not claim.selects(cell) or claim.metric not in cell.values:
             continue
         clean = _clean_counterpart(cell, cells)
         if clean is None or claim.metric not in clean.values:
             continue
+        if _constant(clean):
+            excluded.append(f"{_setting(clean)}: {clean.method_label()} did not learn the task (one class predicted "
+                            f"for every input)")
+            continue
         for seed, value in cell.values[claim.metric].items():
             if seed in clean.values[claim.metric]:
                 a[(cell.id, seed)], b[(cell.id, seed)] = value, clean.values[claim.metric][seed]
-    return _pooled(a, b, "poisoned − clean", claim.id, [])
+    return _pooled(a, b, "poisoned − clean", claim.id, sorted(set(excluded)))
 
 
 def trend(claim: Claim, cells: list[Cell]) -> Evidence:
