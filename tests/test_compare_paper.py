@@ -97,7 +97,7 @@ def test_the_papers_direction_comes_out_same_and_a_backdoor_that_did_not_implant
     fig2 = by_id["fig2-sst2"]
     assert fig2.verdict == SAME_SIG
     assert fig2.evidence.n == 6 and fig2.evidence.settings == 2  # rates 0.01 and 0.02; 0.005 left out
-    assert len(fig2.evidence.excluded) == 1 and "rate 0.005" in fig2.evidence.excluded[0]
+    assert len(fig2.evidence.excluded) == 1 and fig2.evidence.excluded[0][1].startswith("sst2 bpa 0.005 (")
     assert "did not implant" in compare_paper.display(fig2)["why"]
     assert by_id["fig7-triggered-accuracy"].verdict == SAME_SIG
 
@@ -115,8 +115,8 @@ def test_a_task_neither_method_learned_tests_nothing(results):
     _, by_id = results
     cola = by_id["fig1-cola"]
     assert cola.verdict == NOT_TESTABLE  # not "no difference measured" between two constant classifiers
-    assert "FF and LoRA r=8" in cola.evidence.why and "did not learn the task" in cola.evidence.why
-    assert len(cola.evidence.excluded) == 2  # UPA 0.1 and 0.2
+    assert cola.evidence.why == ("FF and LoRA r=8, α=16 did not learn the task (one class for every input when trained "
+                                 "without poison): cola upa 0.1, cola upa 0.2")
 
 
 def test_what_the_database_lacks_is_not_testable_and_says_why(results):

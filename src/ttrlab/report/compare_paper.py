@@ -118,7 +118,14 @@ class Evidence:
     significant: bool = False
     testable: bool = True
     why: str = ""  # the reason a test could not be made, or cannot reach p < α
-    excluded: list[str] = field(default_factory=list)  # settings left out, and why
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (why, setting) of each setting left out
+
+    def excluded_text(self) -> str:
+        """'why: setting, setting; why: setting' — the settings left out, grouped by reason."""
+        grouped: dict[str, list[str]] = {}
+        for why, setting in self.excluded:
+            grouped.setdefault(why, []).append(setting)
+        return "; ".join(f"{why}: {', '.join(settings)}" for why, settings in grouped.items())
 
 
 @dataclass
@@ -233,8 +240,8 @@ def _not_learned(cell: Cell, full: Cell, cells: list[Cell]) -> str | None:
               if (clean := _clean_trained(c, cells)) is not None and _constant(clean)]
     if not failed:
         return None
-    return (f"{_setting(cell)}: {' and '.join(failed)} did not learn the task (one class predicted for every "
-            f"input when trained without poison)")
+    return (f"{' and '.join(failed)} did not learn the task (one class for every input when trained without "
+            f"poison)", _setting(cell))
 
 
 def _implant(full: Cell, cells: list[Cell]) -> str | None:
@@ -246,20 +253,20 @@ def _implant(full: Cell, cells: list[Cell]) -> str | None:
     asr = float(np.mean(list(full.values["asr"].values())))
     clean = _clean_counterpart(full, cells)
     if clean is not None and "asr" in clean.values:
-        base, against = float(np.mean(list(clean.values["asr"].values()))), "its clean run's"
+        base, against = float(np.mean(list(clean.values["asr"].values()))), "the clean run's"
     elif "asr_no_trigger" in full.values:
-        base, against = float(np.mean(list(full.values["asr_no_trigger"].values()))), "without the trigger"
+        base, against = float(np.mean(list(full.values["asr_no_trigger"].values()))), "the ASR without the trigger"
     else:
         return None
     if asr - base >= IMPLANT_MIN:
         return None
-    return f"{_setting(full)}: FF's backdoor did not implant (ASR {100 * asr:.1f}% vs {100 * base:.1f}% {against})"
+    return (f"FF's backdoor did not implant (ASR under {100 * IMPLANT_MIN:g} points above {against})",
+            f"{_setting(full)} ({100 * asr:.1f}% vs {100 * base:.1f}%)")
 
 
 def _setting(cell: Cell) -> str:
-    c = cell.config
-    shown = [f"{k} {c[k]}" for k in ("task", "attack", "rate", "rank", "init", "init_scale") if c.get(k) is not None]
-    return ", ".join(shown)
+    """'sst2 bpa 0.005' — what a claim's settings differ in."""
+    return " ".join(str(cell.config[k]) for k in ("task", "attack", "rate") if cell.config.get(k) is not None)
 
 
 # ---- the tests ----------------------------------------------------------------------------------
@@ -278,12 +285,12 @@ def _pairs(claim: Claim, cells: list[Cell]) -> tuple[list[tuple[Cell, Cell]], li
     return chosen, excluded
 
 
-def _pooled(a: dict, b: dict, statistic: str, seed_key: str, excluded: list[str]) -> Evidence:
+def _pooled(a: dict, b: dict, statistic: str, seed_key: str, excluded: list[tuple[str, str]]) -> Evidence:
     """The report's paired comparison of a vs b, keyed by (setting, seed), as Evidence."""
     evidence = Evidence(statistic, excluded=excluded)
     if not a:
         evidence.testable = False
-        evidence.why = "; ".join(excluded) if excluded else "the database holds no runs of this setting"
+        evidence.why = evidence.excluded_text() or "the database holds no runs of this setting"
         return evidence
     r = stats.compare(a, b, stats.stable_seed(seed_key))
     evidence.n, evidence.settings = r.n_pairs, len({k[0] for k in a if k in b})
@@ -317,13 +324,13 @@ def vs_clean(claim: Claim, cells: list[Cell]) -> Evidence:
         if clean is None or claim.metric not in clean.values:
             continue
         if _constant(clean):
-            excluded.append(f"{_setting(clean)}: {clean.method_label()} did not learn the task (one class predicted "
-                            f"for every input)")
+            excluded.append((f"{clean.method_label()} did not learn the task (one class for every input)",
+                             _setting(cell)))
             continue
         for seed, value in cell.values[claim.metric].items():
             if seed in clean.values[claim.metric]:
                 a[(cell.id, seed)], b[(cell.id, seed)] = value, clean.values[claim.metric][seed]
-    return _pooled(a, b, "poisoned − clean", claim.id, sorted(set(excluded)))
+    return _pooled(a, b, "poisoned − clean", claim.id, excluded)
 
 
 def trend(claim: Claim, cells: list[Cell]) -> Evidence:
@@ -395,7 +402,7 @@ def prompts_vs_full(claim: Claim, cells: list[Cell]) -> Evidence:
             seeds.add(seed)
     if not ours:
         evidence.testable = False
-        evidence.why = "; ".join(excluded) if excluded else "the database holds no scored prompts of this setting"
+        evidence.why = evidence.excluded_text() or "the database holds no scored prompts of this setting"
         return evidence
     test = stats.mcnemar(ours, theirs)
     evidence.statistic = "LoRA − FF (McNemar on the prompts)"
@@ -471,8 +478,8 @@ def display(result: ClaimResult) -> dict[str, Any]:
     elif is_rho and not math.isnan(e.effect):
         measured = f"mean ρ = {e.effect:+.2f} over {e.settings} blocks"
     why = [e.why] if e.why else []
-    if e.excluded and "; ".join(e.excluded) != e.why:
-        why.append(f"left out: {'; '.join(e.excluded)}")
+    if e.excluded and e.excluded_text() != e.why:
+        why.append(f"left out: {e.excluded_text()}")
     if c.beyond:
         why.append(f"not tested here: {c.beyond}")
     ci = e.counts or ("–" if math.isnan(e.ci_low) else f"[{scale * e.ci_low:+.3g}, {scale * e.ci_high:+.3g}]{unit}")
