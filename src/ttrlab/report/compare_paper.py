@@ -460,9 +460,9 @@ def _rank_correlation(ranked_x: np.ndarray, ry: np.ndarray) -> np.ndarray:
 
 
 # ---- output -------------------------------------------------------------------------------------
-COLUMNS = ("figure", "claim", "paper", "ttrlab", "statistic", "effect", "ci", "p", "mdd", "n", "settings",
-           "seeds", "verdict", "why")
-COMPACT = ("figure", "claim", "paper", "ttrlab", "effect", "ci", "p", "seeds", "verdict", "why")  # docs/results
+COLUMNS = ("figure", "claim", "verdict", "paper", "ttrlab", "statistic", "effect", "ci", "p", "mdd", "n", "settings",
+           "seeds", "why")
+COMPACT = ("figure", "claim", "verdict", "paper", "ttrlab", "effect", "ci", "p", "seeds", "why")  # docs/results
 
 
 def display(result: ClaimResult) -> dict[str, Any]:
