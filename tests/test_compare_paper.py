@@ -34,7 +34,7 @@ NOT_IMPLANTED_RATE = 0.005
 
 
 def planted(config, rng):
-    if config.task == "cola":  # neither method learns: the majority class for every input, poisoned or not
+    if config.task == "cola" or config.rank == 128:  # never learns: the majority class for every input
         constant = {"accuracy": 0.69, "precision": 0.69, "recall": 1.0, "f1": 0.817}
         return {"metrics": {"clean": constant, "triggered": None, "asr": None}}
     seed_noise = np.random.default_rng(config.seed).normal(0, 0.005)
@@ -69,6 +69,8 @@ def configs():
                 out.append(RunConfig(**base, method=method, attack="bpa", rate=rate, seed=seed))
         for rank in (4, 16, 64):  # rank 8 is the default, above
             out.append(RunConfig(**base, method="lora", rank=rank, attack="upa", rate=0.2, seed=seed))
+        out += [RunConfig(**base, method="lora", rank=128, attack=attack, rate=rate, seed=seed)  # learns nothing
+                for attack, rate in (("bpa", 0.0), ("upa", 0.2))]
         for method in ("ff", "lora"):
             out += [RunConfig(**{**base, "task": "cola"}, method=method, attack=attack, rate=rate, seed=seed)
                     for attack, rate in (("bpa", 0.0), ("upa", 0.1), ("upa", 0.2))]
@@ -109,6 +111,9 @@ def test_no_effect_claims_and_trends(results):
     assert rank.verdict == SAME_SIG  # accuracy rises with rank in every seed
     assert rank.evidence.effect == pytest.approx(1.0) and rank.evidence.settings == 3
     assert rank.evidence.p == pytest.approx(2 / 24**3)  # exact: only the identity and the reversal in every block
+    # rank 128 never learned (constant when trained clean): left out of the trend, named
+    assert rank.evidence.excluded == [("LoRA r=128, α=16 did not learn the task (one class for every input when "
+                                       "trained without poison)", "sst2 upa 0.2 rank 128")]
 
 
 def test_a_task_neither_method_learned_tests_nothing(results):

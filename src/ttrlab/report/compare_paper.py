@@ -19,7 +19,8 @@ sign the paper expects. The tests:
 - **vs_clean**: a poisoned cell against the same cell at rate 0, paired by seed, pooled;
 - **trend**: Spearman's ρ of the metric against an axis (rank, k, ...) within each block (the
   runs of one setting and seed that differ only in the axis and its learning rate), averaged
-  over the blocks; p from a blocked permutation test (the axis values shuffled within each block;
+  over the blocks, leaving out the axis values where the method did not learn the task (as
+  above; e.g. LoRA r ≥ 64 at the cpu preset's high-rank rate); p from a blocked permutation test (the axis values shuffled within each block;
   exact up to `stats.EXACT_ASSIGNMENTS` assignments, seeded Monte Carlo beyond), so the seed
   pairing is kept;
 - **gap_trend**: the same, of the paired difference LoRA − FF against the axis;
@@ -335,13 +336,21 @@ def vs_clean(claim: Claim, cells: list[Cell]) -> Evidence:
 
 def trend(claim: Claim, cells: list[Cell]) -> Evidence:
     blocks: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    excluded = []
     for cell in cells:
         if not claim.selects(cell) or claim.metric not in cell.values or claim_value(cell, claim.axis) is None:
+            continue
+        clean = _clean_trained(cell, cells)
+        if clean is not None and _constant(clean):
+            excluded.append((f"{cell.method_label()} did not learn the task (one class for every input when trained "
+                             f"without poison)", f"{_setting(cell)} {claim.axis} {fmt(claim_value(cell, claim.axis))}"))
             continue
         rest = tuple(sorted((k, str(v)) for k, v in cell.config.items() if k not in (claim.axis, *TREND_SKIP)))
         for seed, value in cell.values[claim.metric].items():
             blocks[(rest, seed)].append((float(claim_value(cell, claim.axis)), value))
-    return _trend_evidence(claim, blocks, f"ρ({claim.axis})")
+    evidence = _trend_evidence(claim, blocks, f"ρ({claim.axis})")
+    evidence.excluded = excluded
+    return evidence
 
 
 def gap_trend(claim: Claim, cells: list[Cell]) -> Evidence:
