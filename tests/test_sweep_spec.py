@@ -114,7 +114,7 @@ EXPECTED_RUNS = {
     "cpu/main.yaml": 20,
     "cpu/fig1_fig6_upa.yaml": 48,
     "cpu/fig2_fig7_fig8_bpa.yaml": 60,
-    "cpu/fig4_fig9_fig10_rank.yaml": 54,
+    "cpu/fig4_fig9_fig10_rank.yaml": 72,
     "cpu/fig5_fig11_fig12_variance.yaml": 54,
     "cpu/table2_init_strategies.yaml": 36,
     "paper/fig1_fig6_upa.yaml": 540,
