@@ -37,6 +37,7 @@ than `stats.MIN_N` pairs, or no backdoor that implanted.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -235,8 +236,9 @@ def _constant(cell: Cell) -> bool:
     return True
 
 
-def _not_learned(cell: Cell, full: Cell, cells: list[Cell]) -> str | None:
-    """Why the pair tests nothing because a side did not learn the task trained without poison."""
+def _not_learned(cell: Cell, full: Cell, cells: list[Cell]) -> tuple[str, str] | None:
+    """(why, setting) when the pair tests nothing because a side did not learn the task trained
+    without poison; None when both did (or there is no clean run to tell)."""
     failed = [c.method_label() for c in (full, cell)
               if (clean := _clean_trained(c, cells)) is not None and _constant(clean)]
     if not failed:
@@ -245,9 +247,9 @@ def _not_learned(cell: Cell, full: Cell, cells: list[Cell]) -> str | None:
             f"poison)", _setting(cell))
 
 
-def _implant(full: Cell, cells: list[Cell]) -> str | None:
-    """Why FF's backdoor at this setting did not implant, or None when it did (or the attack is
-    not a backdoor)."""
+def _implant(full: Cell, cells: list[Cell]) -> tuple[str, str] | None:
+    """(why, setting) when FF's backdoor at this setting did not implant; None when it did, or the
+    attack is not a backdoor, or there is nothing to compare its ASR with."""
     attack = full.config.get("attack")
     if attack not in ATTACKS or not ATTACKS.get(attack).is_backdoor() or "asr" not in full.values:
         return None
@@ -271,8 +273,9 @@ def _setting(cell: Cell) -> str:
 
 
 # ---- the tests ----------------------------------------------------------------------------------
-def _pairs(claim: Claim, cells: list[Cell]) -> tuple[list[tuple[Cell, Cell]], list[str]]:
-    """(LoRA cell, FF cell) pairs the claim selects whose backdoor implanted; the ones left out."""
+def _pairs(claim: Claim, cells: list[Cell]) -> tuple[list[tuple[Cell, Cell]], list[tuple[str, str]]]:
+    """(LoRA cell, FF cell) pairs the claim selects where both learned the task and FF's backdoor
+    implanted; (why, setting) of the ones left out."""
     chosen, excluded = [], []
     for cell, full in full_pairs(cells):
         if not claim.selects(cell) or not is_default_setting(cell.kind, cell.config) \
@@ -369,8 +372,7 @@ def gap_trend(claim: Claim, cells: list[Cell]) -> Evidence:
 
 
 def _comparison_keys(cell: Cell) -> set[str]:
-    import json
-
+    """The config keys a method-vs-full pair agrees on (`aggregate.comparison_key`)."""
     return set(json.loads(comparison_key(cell))) - {"kind"}
 
 
