@@ -113,7 +113,7 @@ def test_no_effect_claims_and_trends(results):
     assert rank.evidence.effect == pytest.approx(1.0) and rank.evidence.settings == 3
     assert rank.evidence.p == pytest.approx(2 / 24**3)  # exact: only the identity and the reversal in every block
     # rank 128 never learned (constant when trained clean): left out of the trend, named
-    assert rank.evidence.excluded == [(f"LoRA r=128, α=16 {NOT_LEARNED} when trained without poison)",
+    assert rank.evidence.excluded == [(f"LoRA {NOT_LEARNED} when trained without poison)",
                                        "sst2 upa 0.2 rank 128")]
 
 
@@ -121,7 +121,7 @@ def test_a_task_neither_method_learned_tests_nothing(results):
     _, by_id = results
     cola = by_id["fig1-cola"]
     assert cola.verdict == NOT_TESTABLE  # not "no difference measured" between two constant classifiers
-    assert cola.evidence.why == f"FF and LoRA r=8, α=16 {NOT_LEARNED} when trained without poison): cola upa 0.1, cola upa 0.2"
+    assert cola.evidence.why == f"FF and LoRA {NOT_LEARNED} when trained without poison): cola upa 0.1, cola upa 0.2"
 
 
 def test_what_the_database_lacks_is_not_testable_and_says_why(results):

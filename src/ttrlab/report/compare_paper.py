@@ -258,7 +258,7 @@ def _predicted_positive_share(accuracy: float, precision: float | None, recall: 
 def _not_learned(cell: Cell, full: Cell, cells: list[Cell]) -> tuple[str, str] | None:
     """(why, setting) when the pair tests nothing because a side did not learn the task trained
     without poison; None when both did (or there is no clean run to tell)."""
-    failed = [c.method_label() for c in (full, cell)
+    failed = [c.method.label for c in (full, cell)
               if (clean := _clean_trained(c, cells)) is not None and _did_not_learn(clean)]
     if not failed:
         return None
@@ -346,7 +346,7 @@ def vs_clean(claim: Claim, cells: list[Cell]) -> Evidence:
         if clean is None or claim.metric not in clean.values:
             continue
         if _did_not_learn(clean):
-            excluded.append((f"{clean.method_label()} {NOT_LEARNED})", _setting(cell)))
+            excluded.append((f"{clean.method.label} {NOT_LEARNED})", _setting(cell)))
             continue
         for seed, value in cell.values[claim.metric].items():
             if seed in clean.values[claim.metric]:
@@ -362,7 +362,7 @@ def trend(claim: Claim, cells: list[Cell]) -> Evidence:
             continue
         clean = _clean_trained(cell, cells)
         if clean is not None and _did_not_learn(clean):
-            excluded.append((f"{cell.method_label()} {NOT_LEARNED} when trained without poison)",
+            excluded.append((f"{cell.method.label} {NOT_LEARNED} when trained without poison)",
                              f"{_setting(cell)} {claim.axis} {fmt(claim_value(cell, claim.axis))}"))
             continue
         rest = tuple(sorted((k, str(v)) for k, v in cell.config.items() if k not in (claim.axis, *TREND_SKIP)))
