@@ -114,7 +114,7 @@ def test_no_effect_claims_and_trends(results):
     assert rank.evidence.p == pytest.approx(2 / 24**3)  # exact: only the identity and the reversal in every block
     # rank 128 never learned (constant when trained clean): left out of the trend, named
     assert rank.evidence.excluded == [(f"LoRA {NOT_LEARNED} when trained without poison)",
-                                       "sst2 upa 0.2 rank 128")]
+                                       "sst2 upa 0.2 (LoRA r=128, α=16, rank 128)")]
 
 
 def test_a_task_neither_method_learned_tests_nothing(results):

@@ -363,7 +363,7 @@ def trend(claim: Claim, cells: list[Cell]) -> Evidence:
         clean = _clean_trained(cell, cells)
         if clean is not None and _did_not_learn(clean):
             excluded.append((f"{cell.method.label} {NOT_LEARNED} when trained without poison)",
-                             f"{_setting(cell)} {claim.axis} {fmt(claim_value(cell, claim.axis))}"))
+                             f"{_setting(cell)} ({cell.method_label()}, {claim.axis} {fmt(claim_value(cell, claim.axis))})"))
             continue
         rest = tuple(sorted((k, str(v)) for k, v in cell.config.items() if k not in (claim.axis, *TREND_SKIP)))
         for seed, value in cell.values[claim.metric].items():
