@@ -53,6 +53,14 @@ def test_table_2_numbers_are_the_papers(paper_lines):
         assert pairs == list(zip(row["mean"], row["std"])), line
 
 
+def test_table_2_rows_match_on_strategy_k_and_clean_or_backdoored():
+    from ttrlab.report.tables import paper_table2_row
+
+    assert paper_table2_row("xavier_normal", 0.333, True)["mean"][0] == 91.26  # the paper prints k = 0.33
+    assert paper_table2_row("gaussian", 2.0, False)["mean"][0] == 93.07
+    assert paper_table2_row("kaiming_uniform", 1 / 3, True) is None and paper_table2_row("gaussian", 0.5, True) is None
+
+
 def test_every_claim_quotes_the_paper(paper_lines):
     """Each claim's quote is the paper's words (its parts around "..." appear in the text)."""
     from ttrlab.report.compare_paper import claims

@@ -53,6 +53,7 @@ from ttrlab.report.tables import (
     headline_rows,
     metric_labels,
     paper_numbers,
+    paper_table2_row,
     pm,
     table2_rows,
     table3_rows,
@@ -102,6 +103,7 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         **{k: row[k] for k in ("task", "init", "attack", "rank", "n")},
         "k": fmt(row["k"]), "rate": fmt(row["rate"]), "test_set": row["test set"],
         **{m: pm(row[m]) for m in ("accuracy", "precision", "recall", "f1")},
+        "paper": _paper_table2(row),
     } for row in table2_rows(cells)]
     paper = paper_numbers()
 
@@ -160,6 +162,14 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         host=platform.node(),
     )
     return write_text_atomic(out / "index.html", html)
+
+
+def _paper_table2(row: dict[str, Any]) -> str:
+    """The paper's Acc. / F1 for this Table 2 row's strategy, k and clean-or-backdoored, or ''."""
+    paper = paper_table2_row(row["init"], row["k"], row["rate"] > 0)
+    if paper is None:
+        return ""
+    return f"{paper['mean'][0]:.2f} / {paper['mean'][3]:.2f} ({paper['label']}, k = {paper['k']:g}, {100 * paper['rate']:g}%)"
 
 
 def _figures(records: list[dict[str, Any]], out: Path, figures_dir: Path):

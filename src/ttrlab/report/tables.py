@@ -58,6 +58,9 @@ def paper_numbers() -> dict[str, Any]:
     import yaml
 
     data = yaml.safe_load(resources.files("ttrlab").joinpath("report/paper_numbers.yaml").read_text(encoding="utf-8"))
+    for row in data["table_2"]["rows"]:
+        if len(row["mean"]) != len(data["table_2"]["metrics"]):
+            raise ValueError(f"paper_numbers.yaml table_2: row {row} does not have one value per metric")
     for table in ("table_e1", "table_3"):
         for row in data[table]["rows"]:
             ATTACKS.get(row["attack"])
@@ -83,6 +86,15 @@ def paper_value(table: str, row: dict[str, Any] | None, metric: str) -> str:
     i = metrics.index(metric)
     mean = f"{row['mean'][i]:.2f}"
     return f"{mean} ± {row['std'][i]:.2f}" if "std" in row else mean
+
+
+def paper_table2_row(init: str, k: float | None, poisoned: bool) -> dict[str, Any] | None:
+    """Table 2's row of the paper for an init strategy at variance scale k (the paper prints 0.33
+    for 1/3), clean or backdoored (the paper's 0% / 0.15%, whatever rate was run here)."""
+    for row in paper_numbers()["table_2"]["rows"]:
+        if row["init"] == init and k is not None and abs(row["k"] - float(k)) < 0.01 and (row["rate"] > 0) == poisoned:
+            return row
+    return None
 
 
 def pm(summary: Summary | None, percent: bool = True) -> str:
