@@ -60,6 +60,7 @@ from ttrlab.report.aggregate import (
     to_markdown,
 )
 from ttrlab.report.figures import KAIMING_DEFAULT_K
+from ttrlab.report.matching import ATTACK_KEYS, is_clean
 from ttrlab.report.methods import chance, learned
 from ttrlab.report.paired import prompt_pairs
 from ttrlab.report.tables import paper_numbers
@@ -68,7 +69,6 @@ ONE_CLASS_SHARE = 0.98  # a binary classifier predicting one class for this shar
 NOT_LEARNED = f"did not learn the task (chance accuracy or one class for ≥ {100 * ONE_CLASS_SHARE:g}% of inputs"
 IMPLANT_MIN = 0.10  # FF's ASR must exceed the clean (rate-0 / untriggered) ASR by this much
 UNDEFENDED = {"defense": "none"}  # the paper's claims are about undefended training (where a run has the key)
-ATTACK_KEYS = ("attack", "rate", "trigger", "trigger_position", "target_label", "attack_options")  # what poisoning sets
 TREND_SKIP = ("seed", "lr")  # never part of a trend's block: the seed is, the lr follows the axis (rank presets)
 
 SAME_SIG = "same direction, significant"
@@ -201,25 +201,23 @@ def _matches(value: Any, wanted: Any) -> bool:
 
 
 def _clean_counterpart(cell: Cell, cells: list[Cell]) -> Cell | None:
-    """The cell equal to `cell` in everything but its rate, at rate 0."""
-    rest = {k: v for k, v in cell.config.items() if k != "rate"}
-    for other in cells:
-        if other.kind == cell.kind and float(other.config.get("rate") or 0) == 0 \
-                and {k: v for k, v in other.config.items() if k != "rate"} == rest:
-            return other
-    return None
+    """The clean cell equal to `cell` in everything but its rate (the same attack's triggered
+    test set)."""
+    return _clean_like(cell, cells, ("rate",))
 
 
 def _clean_trained(cell: Cell, cells: list[Cell]) -> Cell | None:
-    """The cell trained like `cell` without poison: at rate 0 under the same attack (its triggered
-    test set) if the database holds it, else at rate 0 under any attack."""
-    same = _clean_counterpart(cell, cells)
-    if same is not None:
-        return same
-    rest = {k: v for k, v in cell.config.items() if k not in ATTACK_KEYS}
+    """The cell trained like `cell` without poison: under the same attack (its triggered test
+    set) if the database holds it, else under any attack."""
+    return _clean_counterpart(cell, cells) or _clean_like(cell, cells, ATTACK_KEYS)
+
+
+def _clean_like(cell: Cell, cells: list[Cell], ignored: tuple[str, ...]) -> Cell | None:
+    """The first clean cell (`matching.is_clean`) of the same kind equal to `cell` but for `ignored`."""
+    rest = {k: v for k, v in cell.config.items() if k not in ignored}
     for other in cells:
-        if other.kind == cell.kind and float(other.config.get("rate") or 0) == 0 \
-                and {k: v for k, v in other.config.items() if k not in ATTACK_KEYS} == rest:
+        if other.kind == cell.kind and is_clean(other.config) \
+                and {k: v for k, v in other.config.items() if k not in ignored} == rest:
             return other
     return None
 
