@@ -1,7 +1,8 @@
-"""The published reproduction (docs/results/): its verdict table is what `ttrlab report
---compare-paper` gives on the published database (so no number in it is typed by hand), every
+"""The published reproduction (docs/results/): its verdict table and its headline are what the
+declared claims give on the published database (so no number in them is typed by hand), every
 figure and table of the paper has a verdict, every cpu spec carries a measured wall time, and the
 published report loads in headless chromium with every figure decoded."""
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -9,36 +10,48 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ttrlab.report import compare_paper
 from ttrlab.report.aggregate import build_cells
 from ttrlab.sweep.store import FINISHED, ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 DATABASE = RESULTS / "paper_cpu.sqlite"
-BEGIN, END = "<!-- verdicts: begin -->", "<!-- verdicts: end -->"
 PAPER = [f"Fig. {n}" for n in range(1, 13)] + ["Table 2", "Table 3", "Table E.1"]
 
 
-def published_table() -> str:
+def _publisher():
+    spec = importlib.util.spec_from_file_location("publish", RESULTS / "publish.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def published(name: str) -> str:
+    begin, end = _publisher().MARKERS[name]
     text = (RESULTS / "README.md").read_text(encoding="utf-8")
-    return text.split(BEGIN)[1].split(END)[0].strip()
+    return text.split(begin)[1].split(end)[0].strip()
 
 
-def test_the_verdict_table_is_what_the_published_database_gives(tmp_path):
+def test_the_verdicts_and_the_headline_are_what_the_published_database_gives(tmp_path):
     copy = tmp_path / "paper_cpu.sqlite"  # opening a store may write (WAL); never touch the published file
     shutil.copyfile(DATABASE, copy)
     with ResultStore(copy, create=False) as store:
         cells = build_cells(store.runs(status=FINISHED))
-    generated = compare_paper.markdown(compare_paper.compare_paper(cells), compare_paper.COMPACT).strip()
-    assert published_table() == generated
+    generated = _publisher().published(cells)
+    assert published("verdicts") == generated["verdicts"].strip()
+    assert published("headline") == generated["headline"].strip()
+
+
+def test_the_headline_is_on_the_first_screen():
+    text = (RESULTS / "README.md").read_text(encoding="utf-8")
+    assert text.index("<!-- headline: begin -->") < 1500 and "primary claims decided after correction" in published("headline")
 
 
 def test_every_figure_and_table_of_the_paper_has_a_verdict():
-    rows = [line for line in published_table().splitlines() if line.startswith("| ") and not line.startswith("| figure")]
+    rows = [line for line in published("verdicts").splitlines() if line.startswith("| ") and not line.startswith("| figure")]
     figures = {row.split(" | ")[0].lstrip("| ") for row in rows}
     assert figures == set(PAPER)
-    assert all(any(v in row for v in compare_paper.VERDICTS) for row in rows)
+    assert all(row.split(" | ")[3] for row in rows)  # every row carries a verdict
 
 
 @pytest.mark.parametrize("spec", sorted((REPO / "specs" / "cpu").glob("*.yaml")), ids=lambda p: p.stem)

@@ -63,10 +63,10 @@ def test_table_2_rows_match_on_strategy_k_and_clean_or_backdoored():
 
 def test_every_claim_quotes_the_paper(paper_lines):
     """Each claim's quote is the paper's words (its parts around "..." appear in the text)."""
-    from ttrlab.report.compare_paper import claims
+    from ttrlab.report.claims import load_claims
 
     text = " ".join(paper_lines).replace("*", "")
-    for claim in claims():
+    for claim in load_claims().claims:
         for part in claim.quote.split(" ... "):
             assert part.strip().rstrip(".") in text, (claim.id, part)
 

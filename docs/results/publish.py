@@ -1,7 +1,8 @@
 """Publish a results database as docs/results: a one-file copy of it (SQLite's backup API, so a
 database still being written is copied consistently and without its WAL), the report built from
 that copy (report/: index.html, figures as PNG and SVG, tables as CSV and Markdown), and the
-verdict table of the paper's claims spliced into README.md between its markers.
+verdicts on the paper's declared claims spliced into README.md between its markers: the one-line
+headline (how many primary claims are decided) near the top, the verdict table below.
 
     .venv/bin/python docs/results/publish.py results/paper_cpu.sqlite
 
@@ -16,14 +17,30 @@ import sys
 from pathlib import Path
 
 from ttrlab.io import write_text_atomic
-from ttrlab.report import build_report, compare_paper
+from ttrlab.report import build_report, claims
 from ttrlab.report.aggregate import build_cells
 from ttrlab.sweep.store import FINISHED, ResultStore
 
 HERE = Path(__file__).resolve().parent
 DATABASE = HERE / "paper_cpu.sqlite"
 REPORT = HERE / "report"
-BEGIN, END = "<!-- verdicts: begin -->", "<!-- verdicts: end -->"
+MARKERS = {"verdicts": ("<!-- verdicts: begin -->", "<!-- verdicts: end -->"),
+           "headline": ("<!-- headline: begin -->", "<!-- headline: end -->")}
+
+
+def published(cells) -> dict[str, str]:
+    """What README.md holds between each pair of markers, from the database's cells."""
+    verdicts = claims.check(cells)
+    return {"verdicts": f"{verdicts.header()}\n\n{verdicts.markdown(claims.tables.COMPACT).strip()}",
+            "headline": f"**{verdicts.headline()}**"}
+
+
+def splice(text: str, parts: dict[str, str]) -> str:
+    for name, content in parts.items():
+        begin, end = MARKERS[name]
+        head, rest = text.split(begin)
+        text = f"{head}{begin}\n{content}\n{end}{rest.split(end)[1]}"
+    return text
 
 
 def main(source: str) -> None:
@@ -41,11 +58,8 @@ def main(source: str) -> None:
     db.execute("PRAGMA journal_mode=DELETE")
     db.execute("VACUUM")
     db.close()
-    table = compare_paper.markdown(compare_paper.compare_paper(cells), compare_paper.COMPACT).strip()
     readme = HERE / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    head, rest = text.split(BEGIN)
-    write_text_atomic(readme, f"{head}{BEGIN}\n{table}\n{END}{rest.split(END)[1]}")
+    write_text_atomic(readme, splice(readme.read_text(encoding="utf-8"), published(cells)))
     print(f"{DATABASE} ({DATABASE.stat().st_size / 1e6:.1f} MB), {REPORT / 'index.html'}, {readme}")
 
 

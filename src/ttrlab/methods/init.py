@@ -1,17 +1,23 @@
-"""Initialisation strategies for LoRA's A matrix, with an explicit variance scale.
+"""Initialisation strategies for LoRA's A matrix, with the paper's variance scale k.
 
-Every strategy draws A ∈ R^{r×n} (n = fan-in) with mean 0 and Var(A) = k / n, B = 0. `k` is
-the paper's "variance scale" (Section 4.4.2): peft's default Kaiming-uniform has k = 1/3. When
-no scale is given, each strategy keeps its own textbook variance, expressed here as k:
+The paper's official code (github liangzid/LoRA-sSecurity, its vendored
+`peft/src/peft/tuners/lora/layer.py`, `LoraLayer.reset_lora_parameters`, the `var_type == "1/d"`
+branch its scripts use, with `var_value` = k) defines each strategy's scale differently; ttrlab
+follows it. A ∈ R^{r×n} (n = fan-in, r = rank), mean 0, B = 0:
 
-| strategy        | shape                   | default Var(A)        | default k          |
-|-----------------|-------------------------|-----------------------|--------------------|
-| kaiming_uniform | U(-b, b), b = sqrt(3k/n) | 1/(3n)  (peft, Hu et al.) | 1/3            |
-| gaussian        | N(0, k/n)               | 1/r²    (peft "gaussian") | n/r²           |
-| xavier_normal   | N(0, k/n)               | 2/(n + r) (Glorot)     | 2n/(n + r)         |
+| strategy        | draw    | Var(A) with a scale k          | the official code                                   | Var(A) without k (peft)   |
+|-----------------|---------|--------------------------------|-----------------------------------------------------|---------------------------|
+| kaiming_uniform | uniform | k / n                          | `kaiming_uniform_(A, a=sqrt(2/k − 1))` (fan-in n)   | 1/(3n): k = 1/3           |
+| gaussian        | normal  | k / n                          | `normal_(A, std=sqrt(k/n))`                         | 1/r²: `normal_(std=1/r)`  |
+| xavier_normal   | normal  | 2k / (n + r)                   | `xavier_normal_(A, gain=sqrt(k))`: fan-in n, fan-out r | 2/(n + r): k = 1       |
 
-With a scale given, gaussian and xavier_normal draw from the same distribution; the name then
-only records which paper row (Table 2: GI vs XNI) the run reproduces.
+So at one k, XNI's variance is 2n/(n + r) ≈ 2 times GI's: Table 2's two strategies differ, as they
+do in the paper. One departure: the official Kaiming branch floors `a` at 0, so its variance stops
+growing at k = 2 (Var = 2/n); ttrlab keeps k/n above 2 (the paper never goes there).
+
+`InitStrategy.revision` counts changes of a strategy's distribution for a given (init, k): a run
+of a strategy with revision > 0 carries it in its run key, so runs drawn under an earlier
+definition are never reused as if they were current (XNI before it followed the official code).
 """
 from __future__ import annotations
 
@@ -26,10 +32,15 @@ from ttrlab.registry import Registry
 class InitStrategy:
     name: str
     distribution: str  # "uniform" | "normal"
-    default_scale: Callable[[int, int], float]  # (fan_in n, rank r) -> k
+    variance_at: Callable[[float, int, int], float]  # (k, fan_in n, rank r) -> Var(A), the official formula
+    default_variance: Callable[[int, int], float]  # (n, r) -> Var(A) when no k is given (peft's)
+    default_k: float | None  # the k whose variance is the default (None: the default is not of the k form)
+    revision: int = 0
 
-    def scale(self, fan_in: int, rank: int, scale: float | None) -> float:
-        return self.default_scale(fan_in, rank) if scale is None else float(scale)
+    def variance(self, fan_in: int, rank: int, scale: float | None) -> float:
+        if scale is None:
+            return self.default_variance(fan_in, rank)
+        return self.variance_at(float(scale), fan_in, rank)
 
     def fill_(self, weight, scale: float | None, generator) -> float:
         """Fill A (a torch tensor of shape [r, n], on any device) in place from the CPU
@@ -38,7 +49,7 @@ class InitStrategy:
         import torch
 
         rank, fan_in = weight.shape
-        variance = self.scale(fan_in, rank, scale) / fan_in
+        variance = self.variance(fan_in, rank, scale)
         draw = torch.empty(weight.shape, dtype=weight.dtype)
         if self.distribution == "uniform":
             bound = math.sqrt(3.0 * variance)
@@ -52,8 +63,9 @@ class InitStrategy:
 
 INIT_STRATEGIES: Registry[InitStrategy] = Registry("init strategy")
 for _strategy in (
-    InitStrategy("kaiming_uniform", "uniform", lambda n, r: 1.0 / 3.0),
-    InitStrategy("gaussian", "normal", lambda n, r: n / r**2),
-    InitStrategy("xavier_normal", "normal", lambda n, r: 2.0 * n / (n + r)),
+    InitStrategy("kaiming_uniform", "uniform", lambda k, n, r: k / n, lambda n, r: 1.0 / (3.0 * n), 1.0 / 3.0),
+    InitStrategy("gaussian", "normal", lambda k, n, r: k / n, lambda n, r: 1.0 / r**2, None),
+    InitStrategy("xavier_normal", "normal", lambda k, n, r: 2.0 * k / (n + r), lambda n, r: 2.0 / (n + r), 1.0,
+                 revision=1),
 ):
     INIT_STRATEGIES.register(_strategy.name)(_strategy)

@@ -43,7 +43,9 @@ class LoRASettings(Section):
     target_modules: str = setting("auto", "comma list of module names, all-linear, or auto (peft's default for "
                                           "the architecture: query,value for BERT, c_attn for GPT-2, q_proj,v_proj for LLaMA)")
     init: str = setting("kaiming_uniform", "LoRA A init: kaiming_uniform | gaussian | xavier_normal")
-    init_scale: float | None = setting(None, "variance scale k: Var(A) = k / fan_in (default: the strategy's own)")
+    init_scale: float | None = setting(None, "variance scale k, as the paper's official code: Var(A) = k/n for "
+                                             "kaiming_uniform and gaussian, 2k/(n + r) for xavier_normal (n = fan-in; "
+                                             "default: the strategy's own, peft's)")
 
     def check(self) -> None:
         INIT_STRATEGIES.get(self.init)
@@ -58,6 +60,13 @@ class LoRASettings(Section):
             require(self.init == "kaiming_uniform" and self.init_scale is None,
                     f"method {self.method!r} derives A from the pretrained weights; init and init_scale do not apply "
                     f"(allowed: the defaults)")
+
+    def identity(self, values: dict[str, Any]) -> None:
+        # a strategy whose distribution changed since runs were stored names its revision, so
+        # those runs get new keys instead of being reused (methods.init)
+        revision = INIT_STRATEGIES.get(self.init).revision if self.init in INIT_STRATEGIES else 0
+        if revision and "init" in values:
+            values["init_revision"] = revision
 
     def resolve(self, values: dict[str, Any]) -> None:
         if values.get("target_modules") == AUTO_TARGETS:
@@ -173,7 +182,7 @@ def apply_lora_init(model, init: str, scale: float | None, seed: int, adapter: s
     rank, fan_in = model.get_submodule(some).weight.shape
     return {
         "init": init,
-        "init_scale": strategy.scale(fan_in, rank, scale),
+        "init_scale": strategy.default_k if scale is None else float(scale),
         "init_variance_example": {"module": some.removesuffix(adapter) + "default", "fan_in": fan_in,
                                   "variance": variances[some]},
         "lora_modules": len(variances),

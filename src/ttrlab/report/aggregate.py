@@ -140,6 +140,21 @@ def cell_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "seed"}
 
 
+def is_stale(run: dict[str, Any]) -> bool:
+    """Whether a stored run was made under an earlier definition of one of its settings: the key
+    its config has under this version differs from the key it was stored under (e.g. an XNI run
+    drawn before its init followed the paper's code, `methods.init`). Such a run is not the run
+    its config now names; reports leave it out and count it. A kind this installation does not
+    know, or a config it cannot read, is not judged."""
+    experiment = kind_experiment(run["kind"])
+    if experiment is None or "run_key" not in run:
+        return False
+    try:
+        return experiment.config_type.from_dict(run["config"]).run_key() != run["run_key"]
+    except (UserError, TypeError, ValueError):
+        return False
+
+
 def cell_id(kind: str, cell: dict[str, Any]) -> str:
     blob = json.dumps({"kind": kind, **cell}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
@@ -157,6 +172,9 @@ class Cell:
     curves: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)  # seed -> train.curve points
     trainable_parameters: int | None = None  # as the method recorded it (the same for every seed)
     total_parameters: int | None = None
+    final_loss: dict[Any, float] = field(default_factory=dict)  # seed -> mean training loss of the last steps (the fit)
+    seconds: dict[Any, float] = field(default_factory=dict)  # seed -> the run's recorded seconds
+    devices: set[str] = field(default_factory=set)  # where its runs ran ("cpu", "cuda", ...)
 
     @property
     def method(self):
@@ -168,9 +186,12 @@ class Cell:
 
 
 def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
-    """Group finished runs into cells (one value per seed; a repeated seed keeps its first run)."""
+    """Group finished runs into cells (one value per seed; a repeated seed keeps its first run);
+    stale runs (`is_stale`) are left out."""
     cells: dict[str, Cell] = {}
     for run in runs:
+        if is_stale(run):
+            continue
         config = cell_config(run["kind"], run["config"])
         cid = cell_id(run["kind"], config)
         cell = cells.setdefault(cid, Cell(run["kind"], cid, config))
@@ -185,6 +206,13 @@ def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
             cell.outcomes[seed] = result["outcomes"]
         if (result.get("train") or {}).get("curve"):
             cell.curves[seed] = result["train"]["curve"]
+        if isinstance((result.get("train") or {}).get("final_loss"), (int, float)):
+            cell.final_loss[seed] = float(result["train"]["final_loss"])
+        if isinstance(run.get("seconds"), (int, float)):
+            cell.seconds[seed] = float(run["seconds"])
+        device = (result.get("runtime") or {}).get("device")
+        if device:
+            cell.devices.add(str(device).split(":")[0])
         method = result.get("method") or {}
         if cell.trainable_parameters is None and method.get("trainable_parameters") is not None:
             cell.trainable_parameters = method["trainable_parameters"]

@@ -4,7 +4,8 @@ Content-Security-Policy forbids every fetch). The HTML is rendered by Jinja2 wit
 so every name that comes from user input (task names, spec text, errors, ...) is escaped.
 
 What it holds: the headline comparisons (every attack, each method vs the full method), the
-paper's claims with a verdict each (`ttrlab.report.compare_paper`: paper_comparison.md/.csv), the
+declared claims (the paper's, or `claims=` a user's file) with a verdict each (`ttrlab.report.claims`:
+paper_comparison.md/.csv, the claims file's version and sha256 beside them), the
 paper's figures per attack (`ttrlab.report.figures`), Tables 2, E.1 and 3 with the paper's
 numbers beside (`ttrlab.report.tables`), Table 3's paired FF-vs-LoRA tests
 (`ttrlab.report.paired`), the learning curves (`ttrlab.report.learning_curves`), every
@@ -28,7 +29,8 @@ from typing import Any
 from ttrlab.attacks import ATTACKS
 from ttrlab.evaluation import METRICS
 from ttrlab.io import check_writable_dir, write_text_atomic
-from ttrlab.report import compare_paper, learning_curves, stats
+from ttrlab.report import claims as declared_claims
+from ttrlab.report import learning_curves, stats
 from ttrlab.report.aggregate import (
     AGGREGATE_COLUMNS,
     AGGREGATE_DISPLAY,
@@ -65,8 +67,10 @@ from ttrlab.sweep.store import FAILED, FINISHED, ResultStore, redacted
 X_LABELS = {"rate": "rate ρ", "rank": "rank r", "init_scale": "k"}
 
 
-def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Write the report into `out_dir`; return the path of index.html."""
+def build_report(db: str | os.PathLike, out_dir: str | os.PathLike, claims: str | os.PathLike | None = None) -> Path:
+    """Write the report into `out_dir`; return the path of index.html. `claims`: a claims file
+    to decide (default: the paper's, `report/claims/paper_claims.yaml`)."""
+    declared = declared_claims.load_claims(claims)
     out = check_writable_dir(out_dir)
     with ResultStore(db, create=False) as store:
         runs = store.runs(status=FINISHED)
@@ -84,9 +88,9 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     write_text_atomic(out / "aggregates.md", to_markdown(aggregates, AGGREGATE_DISPLAY))
     write_text_atomic(out / "comparisons.csv", to_csv(compared, COMPARISON_COLUMNS))
     write_text_atomic(out / "comparisons.md", to_markdown(compared, COMPARISON_COLUMNS))
-    claims = compare_paper.compare_paper(cells)
-    write_text_atomic(out / "paper_comparison.md", compare_paper.markdown(claims))
-    write_text_atomic(out / "paper_comparison.csv", compare_paper.csv(claims))
+    verdicts = declared_claims.check(cells, declared)
+    write_text_atomic(out / "paper_comparison.md", f"{verdicts.header()}\n\n**{verdicts.headline()}**\n\n{verdicts.markdown()}")
+    write_text_atomic(out / "paper_comparison.csv", verdicts.csv())
 
     figures, notes, figure_tables = _figures(figure_records(runs), out, figures_dir)
     curves, curve_notes, curve_reach = _curves(cells, out, figures_dir, figure_tables)
@@ -120,10 +124,11 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         total_hours=f"{sum(r['seconds'] or 0 for r in runs) / 3600:.2f}",
         rules=_rules(),
         headline=headline_rows(comparisons),
-        paper_claims=[compare_paper.display(c) for c in claims],
-        paper_claims_summary=compare_paper.summary(claims),
-        paper_significant=(compare_paper.SAME_SIG, compare_paper.OPPOSITE_SIG, compare_paper.NULL_FAILS),
-        implant_min=f"{100 * compare_paper.IMPLANT_MIN:g}",
+        paper_claims=[{**row, "decided": decision.decided}
+                      for row, decision in zip(verdicts.rows(), verdicts.decisions)],
+        paper_claims_header=verdicts.header(),
+        paper_claims_summary=verdicts.headline(),
+        claim_checks=list(declared.checks.values()),
         headline_missing=attacks_without_comparison(cells, comparisons),
         methods=methods,
         defenses=defenses,

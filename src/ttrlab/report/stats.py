@@ -25,7 +25,8 @@ Comparisons (a method vs the full method at the same setting) — `compare`:
   differences (noncentral t, solved numerically) — the size of effect this design could see;
 - secondary: Welch's unequal-variance t-test on the two arms, unpaired (n ≥ 3 per arm).
 Below 3 pairs a comparison says "n too small" instead of an interval or a mark. p-values are per
-row: a report with many rows will show some p < 0.05 by chance (no correction is applied).
+row in the report's comparison tables; the verdicts on declared claims correct over their families
+(`ttrlab.report.claims`).
 
 Prompt-level comparisons (a method vs the full method on the same scored prompts) — `mcnemar`:
 - the **exact McNemar test** on paired 0/1 outcomes: only the discordant pairs count, b (the full
@@ -303,3 +304,111 @@ def correlation_text(stats: dict[str, Any]) -> str:
     if not stats["informative"]:
         text += " — not informative (n < 4)"
     return text
+
+
+# ---- tests across independent units (seeds) -------------------------------------------------------
+@dataclass(frozen=True)
+class UnitTest:
+    """One-sample tests of unit-level values (each unit's paired difference, or its ρ) against 0,
+    and the equivalence test against ±margin. Every p here treats the n values as independent."""
+
+    n: int
+    mean: float
+    sd: float  # ddof=1
+    ci_low: float  # Student-t 95% interval of the mean (n ≥ 2)
+    ci_high: float
+    p_t: float  # two-sided one-sample t-test; where every unit gave the same value, the sign-flip p
+    p_sign_flip: float  # two-sided exact sign-flip (distribution-free; floor 2^(1−n))
+    p_tost: float  # two one-sided t-tests against ±margin (NaN without a margin)
+    mdd: float  # the mean a two-sided t-test at α detects with power 0.8 at this sd and n
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def unit_test(values: Sequence[float], margin: float | None = None, seed: int = 0) -> UnitTest:
+    """t, sign-flip and (with a margin) TOST on the unit values."""
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n == 0:
+        return UnitTest(0, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
+    mean = float(x.mean())
+    sd = float(x.std(ddof=1)) if n > 1 else NAN
+    if n < 2:
+        return UnitTest(n, mean, sd, NAN, NAN, NAN, NAN, NAN, NAN)
+    sign_flip = sign_flip_p(x, seed)
+    if sd == 0:  # t is undefined; every unit agrees, which only the sign-flip test can weigh
+        p_t, low, high = sign_flip, mean, mean
+        p_tost = NAN if margin is None else (0.0 if abs(mean) < margin else 1.0)
+    else:
+        se = sd / math.sqrt(n)
+        p_t = float(t_p_value(mean, sd, n))
+        half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * se
+        low, high = mean - half, mean + half
+        p_tost = NAN if margin is None else tost_p(mean, se, n - 1, margin)
+    return UnitTest(n, mean, sd, low, high, p_t, sign_flip, p_tost, minimum_detectable_difference(sd, n))
+
+
+def t_p_value(mean, sd, n: int):
+    """Two-sided one-sample t-test p of H0: μ = 0 from the mean, the sd (ddof=1) and n; works on
+    arrays (the null simulations of the sequential design use it too)."""
+    return 2 * sps.t.sf(np.abs(mean) / (sd / math.sqrt(n)), n - 1)
+
+
+def tost_p(mean: float, se: float, df: int, margin: float) -> float:
+    """Schuirmann's two one-sided tests of |μ| < margin: the larger of P(T ≥ (mean + m)/se) under
+    μ = −m and P(T ≤ (mean − m)/se) under μ = +m. Below α, the 1 − 2α interval lies in ±margin."""
+    lower = float(sps.t.sf((mean + margin) / se, df))
+    upper = float(sps.t.cdf((mean - margin) / se, df))
+    return max(lower, upper)
+
+
+def t_power(effect: float, sd: float, n: int, alpha: float) -> float:
+    """Power of a two-sided one-sample t-test at level `alpha` for a true mean `effect`."""
+    if n < 2 or not (sd > 0) or not math.isfinite(effect):
+        return NAN
+    df, nc = n - 1, abs(effect) / sd * math.sqrt(n)
+    critical = float(sps.t.ppf(1 - alpha / 2, df))
+    return float(sps.nct.sf(critical, df, nc) + sps.nct.cdf(-critical, df, nc))
+
+
+def tost_power(effect: float, sd: float, n: int, alpha: float, margin: float) -> float:
+    """Power of TOST at level `alpha` for a true mean `effect` (|effect| < margin), by the
+    noncentral t of each one-sided test (the standard approximation: both must reject)."""
+    if n < 2 or not (sd > 0) or abs(effect) >= margin:
+        return 0.0 if n >= 2 else NAN
+    df, se = n - 1, sd / math.sqrt(n)
+    critical = float(sps.t.ppf(1 - alpha, df))
+    reject_lower = float(sps.nct.sf(critical, df, (effect + margin) / se))
+    reject_upper = float(sps.nct.cdf(-critical, df, (effect - margin) / se))
+    return max(0.0, reject_lower + reject_upper - 1.0)
+
+
+# ---- multiplicity -----------------------------------------------------------------------------------
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error); NaN entries are not in the family
+    and stay NaN."""
+    tested = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    m = len(tested)
+    adjusted = [NAN] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(tested)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini–Hochberg step-up adjusted p-values (false discovery rate); NaN entries stay NaN."""
+    tested = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    m = len(tested)
+    adjusted = [NAN] * len(p_values)
+    running = 1.0
+    for rank, (p, i) in reversed(list(enumerate(sorted(tested), start=1))):
+        running = min(running, m * p / rank)
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
+def bonferroni(p: float, m: int) -> float:
+    return NAN if math.isnan(p) else min(1.0, p * max(m, 1))
