@@ -141,16 +141,20 @@ def cell_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_stale(run: dict[str, Any]) -> bool:
-    """Whether a stored run was made under an earlier definition of one of its settings: the key
-    its config has under this version differs from the key it was stored under (e.g. an XNI run
-    drawn before its init followed the paper's code, `methods.init`). Such a run is not the run
-    its config now names; reports leave it out and count it. A kind this installation does not
-    know, or a config it cannot read, is not judged."""
+    """Whether a stored run was made under an earlier definition of one of its settings: its
+    config's identity carries a revision marker (`*_revision`, e.g. `init_revision` of an XNI run
+    once XNI followed the paper's code, `methods.init`) and the key it was stored under is not the
+    key that identity gives now. Such a run is not the run its config now names; reports leave it
+    out. Runs without a revised setting are never judged (documents from before a key existed keep
+    whatever key they were stored under)."""
     experiment = kind_experiment(run["kind"])
     if experiment is None or "run_key" not in run:
         return False
     try:
-        return experiment.config_type.from_dict(run["config"]).run_key() != run["run_key"]
+        config = experiment.config_type.from_dict(run["config"])
+        if not any(key.endswith("_revision") for key in config.identity_values()):
+            return False
+        return config.run_key() != run["run_key"]
     except (UserError, TypeError, ValueError):
         return False
 

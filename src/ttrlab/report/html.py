@@ -38,6 +38,7 @@ from ttrlab.report.aggregate import (
     aggregate_rows,
     build_cells,
     comparison_rows,
+    is_stale,
     fmt,
     method_vs_full,
     to_csv,
@@ -81,6 +82,7 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike, claims: str 
     figures_dir = out / "figures"
 
     cells = build_cells(runs)
+    stale = sum(is_stale(r) for r in runs)
     comparisons = method_vs_full(cells)
     aggregates = aggregate_rows(cells)
     compared = comparison_rows(comparisons)
@@ -118,7 +120,8 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike, claims: str 
         title=_title(sweeps),
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         db=redacted(url),
-        counts={"finished": len(runs), "failed": len(failed), "theory": sum(r["kind"] == "theory" for r in runs)},
+        counts={"finished": len(runs), "failed": len(failed), "theory": sum(r["kind"] == "theory" for r in runs),
+                "stale": stale},
         n_cells=len(cells),
         n_figures=len(figures),
         total_hours=f"{sum(r['seconds'] or 0 for r in runs) / 3600:.2f}",

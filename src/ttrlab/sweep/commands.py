@@ -1,10 +1,13 @@
 """`ttrlab sweep SPEC --db results.sqlite [--executor local|ray|inline] [--workers N] [--dry-run]
-[--retry-failed] [--fuse on|off] [--lease S] [--device D] [--precision P]` and
+[--retry-failed] [--fuse on|off] [--lease S] [--device D] [--precision P] [--until-decided [--budget H]
+[--max-seeds N] [--claims FILE]]` and
 `ttrlab status --db results.sqlite [--spec SPEC] [--json]`."""
 from __future__ import annotations
 
 import argparse
 import sys
+
+from ttrlab.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -29,6 +32,16 @@ def register(subparsers) -> None:
                        help="drivers sharing a database: seconds without this driver's heartbeat after which "
                             "another may take its runs over (default 120)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    decided = sweep.add_argument_group("seeds until decided (sweep/until_decided.py)")
+    decided.add_argument("--until-decided", action="store_true",
+                         help="after the spec's seeds, add seeds look by look to the runs of the primary claims "
+                              "this spec can still decide (cheapest first), stopping each claim once decided")
+    decided.add_argument("--budget", type=float, default=None, metavar="HOURS",
+                         help="run-hours (the runs' recorded seconds) the added seeds may cost (default: no limit)")
+    decided.add_argument("--max-seeds", type=int, default=None, metavar="N",
+                         help="never go beyond N seeds per claim (default: the claims file's last declared look)")
+    decided.add_argument("--claims", default=None, metavar="FILE",
+                         help="the claims file to decide (default: the paper's, report/claims/paper_claims.yaml)")
     sweep.set_defaults(func=_sweep)
 
     status = subparsers.add_parser("status", help="finished / running (where, how long) / failed / pending runs "
@@ -47,8 +60,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from ttrlab.sweep.spec import load_spec
 
     fuse = on_off(args.fuse, "--fuse")
+    if not args.until_decided and (args.budget is not None or args.max_seeds is not None or args.claims is not None):
+        raise UserError("--budget, --max-seeds and --claims go with --until-decided")
     overrides = {k: v for k, v in (("device", args.device), ("precision", args.precision)) if v is not None}
     spec = load_spec(args.spec, base=overrides)
+    if args.until_decided:
+        return _until_decided(args, spec, fuse)
     if args.dry_run:
         planned = plan(spec, args.db, args.retry_failed)
         expansion = planned["expansion"]
@@ -84,6 +101,40 @@ def _sweep(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _until_decided(args: argparse.Namespace, spec, fuse: bool) -> int:
+    from ttrlab.sweep.runner import run_sweep
+    from ttrlab.sweep.store import DEFAULT_LEASE_SECONDS
+    from ttrlab.sweep.until_decided import run_until_decided
+
+    if args.dry_run:
+        from ttrlab.sweep.until_decided import first_round
+
+        print(first_round(spec, args.db, args.budget, args.max_seeds, args.claims, args.retry_failed))
+        return 0
+
+    def run(one_spec) -> dict:
+        summary = run_sweep(one_spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
+                            retry_failed=args.retry_failed, ray_address=args.ray_address, fuse=fuse,
+                            lease=DEFAULT_LEASE_SECONDS if args.lease is None else args.lease)
+        print(f"sweep {summary['sweep']!r}: {summary['planned']} runs planned, {summary['already_finished']} already "
+              f"finished, {summary['ran']} ran ({summary['finished']} finished, {summary['failed']} failed); "
+              f"{summary['seconds']:.0f} s")
+        for label, message in summary["failures"]:
+            print(f"  failed: {label}: {message}", file=sys.stderr)
+        return summary
+
+    result = run_until_decided(spec, args.db, budget_hours=args.budget, max_seeds=args.max_seeds, claims=args.claims,
+                               run=run)
+    print(f"until decided: {result['rounds']} round(s) after the spec's seeds, {result['run_hours']:.2f} run-hours added; "
+          f"decided: {', '.join(result['decided']) or 'none'}")
+    for claim, why in result["skipped"].items():
+        print(f"  {claim}: {why}")
+    last = result["summaries"][-1]
+    if last.get("interrupted"):
+        return 143 if last["interrupted"] == "SIGTERM" else 130
+    return 1 if any(s["failed"] for s in result["summaries"]) else 0
+
+
 def _shared(summary: dict) -> str:
     """What other drivers on the same database did for this sweep, if anything."""
     parts = []
@@ -97,7 +148,6 @@ def _shared(summary: dict) -> str:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from ttrlab.errors import UserError
     from ttrlab.sweep.spec import load_spec
     from ttrlab.sweep.status import as_json, database_status, render, spec_status
     from ttrlab.sweep.store import ResultStore, redacted

@@ -76,6 +76,7 @@ class Decision:
     mixed: MixedFit | None = None
     verdict: str = NOT_TESTABLE
     why: str = ""
+    parts: list[tuple[str, str]] = field(default_factory=list)  # all_of: (claim id, verdict) of each part
     seeds_needed: int | None = None  # the look at which the observed effect would be decided (power 0.8)
     hours_per_seed: float = math.nan  # recorded run hours of the claim's cells, per seed
     devices: tuple[str, ...] = ()
@@ -122,6 +123,8 @@ def decide(cells: list[Cell], declared: ClaimsFile | None = None, exclusions: bo
         if claim.role != "described" and claim.design != "all_of":
             _price(decision, declared, index, sum(not math.isnan(decisions[c.id].p_seq) for c in declared.family(claim.role)))
     for claim in declared.claims:  # an intersection is decided when its last part is
+        if claim.design == "all_of":
+            decisions[claim.id].parts = [(i, decisions[i].verdict) for i in claim.of_claims]
         if claim.design == "all_of" and not decisions[claim.id].decided:
             parts = [decisions[i] for i in claim.of_claims if not decisions[i].decided]
             needed = [p.seeds_needed for p in parts]

@@ -37,7 +37,13 @@ def display(decision: Decision, without: Decision | None = None) -> dict[str, An
         ttrlab = f"{left} {scale * decision.treatment:.3g}, {right} {scale * decision.baseline:.3g}{lift}"
     elif evidence.description:
         ttrlab = evidence.description
+    elif test is not None and evidence.statistic.startswith("ρ"):
+        ttrlab = f"mean ρ {test.mean:+.2f} over {test.n} units"
+    elif decision.parts:
+        ttrlab = "; ".join(f"{part}: {verdict}" for part, verdict in decision.parts)
     why = [decision.why] if decision.why else []
+    if test is not None and test.n >= 2 and test.sd == 0:
+        why.append("every unit gave the same value: t is undefined, the p is the exact sign-flip's")
     if evidence.excluded and evidence.excluded_text() != decision.why:
         why.append(f"left out: {evidence.excluded_text()}")
     if evidence.discordant:
