@@ -175,6 +175,7 @@ def _intersection(claim: Claim, parts: list[Decision]) -> Decision:
         decision.why = "; ".join(f"{p.claim.id}: {p.why or 'not testable'}" for p in parts if math.isnan(p.p_seq))
     decision.hours_per_seed = sum(p.hours_per_seed for p in parts if not math.isnan(p.hours_per_seed)) or math.nan
     decision.evidence.cells = {c for p in parts for c in p.evidence.cells}
+    decision.devices = tuple(sorted({d for p in parts for d in p.devices}))
     decision.evidence.excluded = [e for p in parts for e in p.evidence.excluded]
     return decision
 
