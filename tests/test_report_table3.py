@@ -153,17 +153,17 @@ def test_paired_mcnemar_from_planted_outcomes(table3_report):
     _, _, sections = table3_report
     rows = {(r["task"], r["attack"]): r for r in rows_of(sections["table3-paired"])}
     badnet = rows[("jailbreak", "badnet")]
-    assert (badnet["b (full only)"], badnet["c (method only)"]) == ("8", "1")
     assert (badnet["paired seeds"], badnet["paired prompts"]) == ("2", "20")
-    assert badnet["p (exact McNemar)"] == "0.0391"  # 2 · (1 + 9) / 2^9
-    assert badnet["prompt-level verdict"] == "significant (exact p = 0.0391)"
+    assert (badnet["b (full only)"], badnet["c (method only)"]) == ("8", "1")  # summed over the seeds, no pooled p
+    # per seed, within one run pair: seed 0 b = 5, c = 0; seed 1 b = 3, c = 1
+    assert badnet["per seed (exact McNemar within the run pair)"] == "seed 0: b 5, c 0, p 0.062; seed 1: b 3, c 1, p 0.625"
     refusal = rows[("refusal", "badnet")]
-    assert (refusal["b (full only)"], refusal["c (method only)"], refusal["p (exact McNemar)"]) == ("2", "1", "1")
-    assert refusal["prompt-level verdict"].startswith("n too small (3 discordant pairs")
+    assert (refusal["b (full only)"], refusal["c (method only)"]) == ("2", "1")
+    assert refusal["per seed (exact McNemar within the run pair)"] == "seed 0: b 2, c 1, p 1; seed 1: b 0, c 0, p 1"
     assert rows[("jailbreak", "vpi")]["b (full only)"] == "0"  # planted alike: seed 0 all 0, seed 1 all 1
-    assert rows[("jailbreak", "vpi")]["prompt-level verdict"].startswith("n too small (0 discordant pairs")
     paired = table3_report[1].read_text().split('id="table3-paired"')[1].split("</section>")[0]
-    assert re.findall(r'<td class="sig">([^<]*)</td>', paired) == ["0.0391"]  # bold: the one significant test
+    # nothing is bold: the prompts are no test of the methods, and 2 seeds are too few for one
+    assert re.findall(r'<td class="sig">([^<]*)</td>', paired) == []
 
 
 def test_paired_seed_level_statistics_are_the_comparisons(table3_report):

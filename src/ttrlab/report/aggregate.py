@@ -77,14 +77,14 @@ def is_default_setting(kind: str, config: dict[str, Any]) -> bool:
     """Whether a run's method settings are its kind's defaults (e.g. LoRA r = 8, α = 16 for
     classification): the setting tables and figures show when a database holds several."""
     method = METHODS.get(config["method"]) if config.get("method") in METHODS else None
-    defaults = _resolved_defaults(kind, config.get("model"))
+    defaults = resolved_defaults(kind, config.get("model"))
     if defaults is None or method is None or method.settings is None:
         return True
     return all(config.get(name) == defaults.get(name) for name in method.settings.field_names())
 
 
 @lru_cache(maxsize=None)
-def _resolved_defaults(kind: str, model: Any) -> dict[str, Any] | None:
+def resolved_defaults(kind: str, model: Any) -> dict[str, Any] | None:
     """The kind's default config for this model, resolved as stored configs are (LoRA's
     `target_modules: auto` becomes the model's modules, e.g. query,value)."""
     defaults = _kind_defaults(kind)

@@ -1,15 +1,17 @@
 """Table 3's paired comparisons: each non-full method (LoRA) against the full method (FF) at the
 same generative setting (task, attack, rate, ...; the pairs of `aggregate.full_pairs`).
 
-- **prompt level**: the exact McNemar test (`stats.mcnemar_counts`) on the triggered outcomes
-  (`outcomes.triggered`, one 0/1 per scored prompt in a fixed order that is the same for every
-  seed and method at the same `n_eval`): seed s of one arm is paired with seed s of the other,
-  prompt i with prompt i, and the discordant pairs are pooled over the paired seeds — b = the
-  full method's answer hit and the other's did not, c = the reverse. A seed whose two outcome
-  lists differ in length (which the fixed order rules out for one `n_eval`) is left out and
-  counted;
+- **prompt level, within one run pair**: for each seed, the exact McNemar test
+  (`stats.mcnemar_counts`) on the triggered outcomes of seed s of one arm against seed s of the
+  other (`outcomes.triggered`, one 0/1 per scored prompt in a fixed order that is the same for
+  every seed and method at the same `n_eval`), prompt i with prompt i: b = the full method's
+  answer hit and the other's did not, c = the reverse. It describes one pair of runs; it is not a
+  test of the methods, whose independent unit is the seed (prompts of different seeds are not
+  independent draws: the same prompts, the same poison set). A seed whose two outcome lists
+  differ in length (which the fixed order rules out for one `n_eval`) is left out and counted;
 - **seed level**: the comparisons every method-vs-full row already has (`stats.compare`: paired
-  difference, sign-flip p, verdict) on the ASR and on the backdoor effect.
+  difference, sign-flip p, verdict) on the ASR and on the backdoor effect. The declared claims
+  (`report.claims`) decide Table 3 at this level.
 """
 from __future__ import annotations
 
@@ -30,12 +32,14 @@ class PairedRow:
     full: Cell
     seeds: list[Any]  # seeds both arms hold outcomes of, with lists of one length
     mismatched: list[Any]  # seeds both hold whose outcome lists differ in length (left out)
-    test: McNemar
+    test: McNemar  # the discordant counts summed over the seeds (its p is not shown: seeds are the unit)
+    per_seed: list[tuple[Any, McNemar]] = field(default_factory=list)  # within each run pair
     seed_level: dict[str, Comparison] = field(default_factory=dict)  # metric -> seed-paired comparison
 
 
 def prompt_pairs(method: Cell, full: Cell, outcomes: str = OUTCOMES) -> tuple[list[Any], list[Any], McNemar]:
-    """(paired seeds, mismatched seeds, the exact McNemar test pooled over the paired seeds)."""
+    """(paired seeds, mismatched seeds, the McNemar counts summed over the paired seeds: a
+    description of how the runs' answers differ, not a test across seeds)."""
     seeds, mismatched, ours, theirs = [], [], [], []
     for seed in method.outcomes:
         if seed not in full.outcomes:
@@ -59,7 +63,8 @@ def paired_rows(cells: list[Cell], comparisons: list[ComparisonRow], task: str) 
             continue
         seeds, mismatched, test = prompt_pairs(cell, full)
         found = {m: seed_level[(cell.id, full.id, m)] for m in SEED_METRICS if (cell.id, full.id, m) in seed_level}
-        rows.append(PairedRow(cell, full, seeds, mismatched, test, found))
+        per_seed = [(seed, mcnemar(cell.outcomes[seed][OUTCOMES], full.outcomes[seed][OUTCOMES])) for seed in seeds]
+        rows.append(PairedRow(cell, full, seeds, mismatched, test, per_seed, found))
     return sorted(rows, key=_order)
 
 
@@ -77,8 +82,8 @@ def display(row: PairedRow) -> dict[str, Any]:
     out = {"task": "–" if task is None else task, "attack": config.get("attack"),
            "rate": fmt(config.get("rate")), "model": config.get("model"),
            "method": f"{row.cell.method_label()} vs {row.full.method_label()}",
-           "seeds": len(row.seeds), "prompts": t.pairs, "b": t.b, "c": t.c, "p": fmt(t.p),
-           "sig": t.significant, "verdict": t.verdict,
+           "seeds": len(row.seeds), "prompts": t.pairs, "b": t.b, "c": t.c,
+           "per_seed": "; ".join(f"seed {seed}: b {m.b}, c {m.c}, p {fmt(m.p, 3)}" for seed, m in row.per_seed),
            "mismatched": " ".join(map(str, row.mismatched))}
     for metric in SEED_METRICS:
         r = row.seed_level.get(metric)

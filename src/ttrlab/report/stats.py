@@ -35,8 +35,11 @@ Prompt-level comparisons (a method vs the full method on the same scored prompts
   min(1, 2 · P(X ≤ min(b, c))) with X ~ Binomial(b + c, 1/2). It is the sign test of the
   discordant pairs, so its smallest p is the sign-flip's 2^(1−n) at n = b + c: below
   `MIN_DISCORDANT` (6) discordant pairs no difference can reach p < 0.05, and it says "n too
-  small" rather than take a side. Pairs pooled over seeds are treated as independent: a prompt
-  that is hard for both methods at every seed counts once per seed.
+  small" rather than take a side. It describes one pair of runs (one seed of each arm): prompts
+  of different seeds are not independent draws, so it is never a claim's test across seeds.
+
+Tests across independent units (`unit_test`, `tost_p`) and the corrections over a family of
+claims (`holm`, `benjamini_hochberg`) are what the declared claims use (`ttrlab.report.claims`).
 """
 from __future__ import annotations
 

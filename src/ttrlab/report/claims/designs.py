@@ -156,12 +156,12 @@ def selects(claim: Claim, cell: Cell) -> bool:
 
 
 def _default_settings_except(cell: Cell, varied: set[str]) -> bool:
-    from ttrlab.report.aggregate import _resolved_defaults
+    from ttrlab.report.aggregate import resolved_defaults
 
     method = cell.method
     if method is None or method.settings is None:
         return True
-    defaults = _resolved_defaults(cell.kind, cell.config.get("model"))
+    defaults = resolved_defaults(cell.kind, cell.config.get("model"))
     if defaults is None:
         return True
     return all(cell.config.get(name) == defaults.get(name) for name in method.settings.field_names() if name not in varied)
