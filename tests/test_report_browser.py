@@ -142,8 +142,9 @@ def test_table3_tasks_paired_tests_and_learning_curves_in_the_browser(table3, tm
     assert all("paper" in r[8] for r in t3[1:] if r[0] == "jailbreak")
     assert not any("paper" in c for r in t3[1:] if r[0] == "refusal" for c in r)
     paired = {(r[0], r[1]): r for r in sections["table3-paired"][1:]}
-    assert paired[("jailbreak", "badnet")][7:11] == ["8", "1", "0.0391", "significant (exact p = 0.0391)"]
-    assert paired[("refusal", "badnet")][10].startswith("n too small")
+    assert paired[("jailbreak", "badnet")][7:10] == ["8", "1", "seed 0: b 5, c 0, p 0.062; seed 1: b 3, c 1, p 0.625"]
+    assert paired[("refusal", "badnet")][9] == "seed 0: b 2, c 1, p 1; seed 1: b 0, c 0, p 1"
+    assert paired[("refusal", "badnet")][12].startswith("n too small")  # the seed-level test: 2 seeds
     reach = [r for r in sections["curves"] if r and r[0].startswith("Learning curves (")]
     assert ["Learning curves (generative)", "refusal · BadNet", "0.02", "LoRA r=8, α=16", "2", "4", "3", "16",
             "not reached in 1 of 2 seeds"] in reach
