@@ -30,7 +30,8 @@ from ttrlab.report.claims.decide import (
     UNDECIDED_OPPOSITE,
     UNDECIDED_SAME,
 )
-from ttrlab.report.claims.declared import load_claims, parse
+from ttrlab.report.claims import load_claims
+from ttrlab.report.claims.declared import parse
 from ttrlab.sweep.store import FINISHED, ResultStore
 
 SEEDS = (0, 1, 2)

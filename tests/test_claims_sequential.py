@@ -5,7 +5,7 @@ often than α — for normal and for heavy-tailed unit values — while testing 
 import numpy as np
 import pytest
 
-from ttrlab.report.claims.declared import load_claims
+from ttrlab.report.claims import load_claims
 from ttrlab.report.claims.sequential import SequentialDesign
 from ttrlab.report.stats import t_p_value
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ttrlab.report.aggregate import Cell
 from ttrlab.report.claims import tables
-from ttrlab.report.claims.declared import Claim, ClaimsFile, load_claims
+from ttrlab.report.claims.declared import Claim, ClaimsFile
+from ttrlab.report.claims.load import load_claims
 from ttrlab.report.claims.decide import Decision, decide, summary
 
 

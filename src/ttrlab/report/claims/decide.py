@@ -32,7 +32,8 @@ from scipy import stats as sps
 from ttrlab.report import stats
 from ttrlab.report.aggregate import Cell
 from ttrlab.report.claims.cells import CellIndex
-from ttrlab.report.claims.declared import Claim, ClaimsFile, load_claims
+from ttrlab.report.claims.declared import Claim, ClaimsFile
+from ttrlab.report.claims.load import load_claims
 from ttrlab.report.claims.designs import DESIGNS, Context, Evidence
 
 AS_PAPER = "as the paper: significant after correction"

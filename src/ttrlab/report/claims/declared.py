@@ -1,6 +1,7 @@
-"""The claims file, read and checked: what is declared before the runs (`paper_claims.yaml`, or a
-user's own file of the same layout), with the file's sha256 so a report names exactly which
-declaration its verdicts rest on."""
+"""The claims file, read and checked for its own structure: what is declared before the runs
+(`paper_claims.yaml`, or a user's own file of the same layout), with the file's sha256 so a report
+names exactly which declaration its verdicts rest on. Names that registries own (designs, checks,
+metrics) are checked where the registries are known (`claims.load`)."""
 from __future__ import annotations
 
 import hashlib
@@ -87,8 +88,8 @@ class ClaimsFile:
         return [c for c in self.claims if c.role == role]
 
 
-def load_claims(path: str | Path | None = None) -> ClaimsFile:
-    """The claims file at `path` (default: the paper's, shipped with ttrlab), checked."""
+def read_claims(path: str | Path | None = None) -> ClaimsFile:
+    """The claims file at `path` (default: the paper's, shipped with ttrlab), structurally checked."""
     if path is None:
         text = resources.files("ttrlab").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
         source = f"ttrlab/{DEFAULT_FILE}"
@@ -134,8 +135,25 @@ def parse(data: Any, source: str, sha256: str) -> ClaimsFile:
     result = ClaimsFile(data["version"], sha256, source, str(data.get("paper", "")),
                         tuple(data.get("unit", ("task", "seed"))), alpha, data.get("test", "t"),
                         families, design, checks, claims)
-    _cross_check(result, where)
+    _structure(result, where)
     return result
+
+
+def _structure(claims: ClaimsFile, where: str) -> None:
+    ids = [c.id for c in claims.claims]
+    _require(len(ids) == len(set(ids)), f"{where}: claim ids repeat")
+    by_id = claims.by_id()
+    for claim in claims.claims:
+        label = f"{where}: claim {claim.id!r}"
+        for name in claim.checks:
+            _require(name in claims.checks, f"{label}: check {name!r} is not declared under 'checks'")
+        if claim.of is not None:
+            _require(by_id.get(claim.of) is not None and by_id[claim.of].role == "primary",
+                     f"{label}: 'of' names {claim.of!r}, which is not a primary claim of this file")
+        for other in claim.of_claims:
+            _require(other in by_id and by_id[other].design != "all_of", f"{label}: of_claims names {other!r}, not a claim here")
+    primaries = [c.figure for c in claims.claims if c.role == "primary"]
+    _require(len(primaries) == len(set(primaries)), f"{where}: more than one primary claim for one figure or table")
 
 
 def _claim(entry: Any, where: str) -> Claim:
@@ -162,31 +180,6 @@ def _claim(entry: Any, where: str) -> Claim:
              f"{label}: baseline {shown(claim.baseline)}; allowed: {', '.join(BASELINES)} or a mapping of config values")
     _require(claim.scale in ("linear", "log"), f"{label}: scale {shown(claim.scale)}; allowed: linear, log")
     return claim
-
-
-def _cross_check(claims: ClaimsFile, where: str) -> None:
-    from ttrlab.evaluation import METRICS
-    from ttrlab.report.claims.checks import CHECKS
-    from ttrlab.report.claims.designs import DESIGNS
-
-    ids = [c.id for c in claims.claims]
-    _require(len(ids) == len(set(ids)), f"{where}: claim ids repeat")
-    by_id = claims.by_id()
-    for claim in claims.claims:
-        label = f"{where}: claim {claim.id!r}"
-        DESIGNS.get(claim.design)
-        for name in claim.checks:
-            _require(name in claims.checks, f"{label}: check {name!r} is not declared under 'checks'")
-            CHECKS.get(name)
-        if claim.of is not None:
-            _require(by_id.get(claim.of) is not None and by_id[claim.of].role == "primary",
-                     f"{label}: 'of' names {claim.of!r}, which is not a primary claim of this file")
-        for other in claim.of_claims:
-            _require(other in by_id and by_id[other].design != "all_of", f"{label}: of_claims names {other!r}, not a claim here")
-        if claim.metric:
-            METRICS.info(claim.metric)
-    primaries = [c.figure for c in claims.claims if c.role == "primary"]
-    _require(len(primaries) == len(set(primaries)), f"{where}: more than one primary claim for one figure or table")
 
 
 def _require(ok: bool, message: str) -> None:
