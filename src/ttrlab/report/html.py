@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ttrlab.attacks import ATTACKS
+from ttrlab.errors import note
 from ttrlab.evaluation import METRICS
-from ttrlab.io import check_writable_dir, write_text_atomic
+from ttrlab.io import check_output_folder, own_folder, write_text_atomic
 from ttrlab.report import compare_paper, learning_curves, stats
 from ttrlab.report.aggregate import (
     AGGREGATE_COLUMNS,
@@ -67,13 +68,18 @@ X_LABELS = {"rate": "rate ρ", "rank": "rank r", "init_scale": "k"}
 
 def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write the report into `out_dir`; return the path of index.html."""
-    out = check_writable_dir(out_dir)
+    out = check_output_folder(out_dir, "report folder")
     with ResultStore(db, create=False) as store:
         runs = store.runs(status=FINISHED)
         failed = store.runs(status=FAILED)
         sweeps = store.sweeps()
         url = store.url
-    out.mkdir(parents=True, exist_ok=True)
+        for message in store.notes:
+            note(message)
+        for row in store.skipped:
+            note(f"left out of the report: stored run {row['id']} ({row['kind']} {row['run_key']}): {row['problem']}")
+        skipped = list(store.skipped)
+    own_folder(out, "report folder")
     figures_dir = out / "figures"
 
     cells = build_cells(runs)
@@ -153,6 +159,7 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         aggregate_columns=AGGREGATE_DISPLAY,
         aggregates=[[fmt(r[c]) for c in AGGREGATE_DISPLAY] for r in aggregates],
         failures=[_failure(r) for r in failed],
+        skipped=skipped,
         sweeps=[{"name": s.name, "planned": s.planned_runs, "path": s.spec_path or "(inline spec)",
                  "sha": s.spec_sha256, "text": s.spec_text} for s in sweeps],
         cells=[{"id": c.id, "kind": c.kind, "seeds": " ".join(map(str, c.seeds)),
