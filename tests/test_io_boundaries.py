@@ -448,7 +448,7 @@ def leaky_tasks(tmp_path) -> dict[str, Path]:
     (data / "shape.jsonl").write_text(json.dumps([SECRET]) + "\n")
     (data / "bad.jsonl").write_text(f'{{"text": "{SECRET}", "label": pos}}\n')
     tasks = {}
-    for name, train, extra in (("pgpass", "../secret/.pgpass", "format: csv\n"), ("link", "data/link.csv", ""),
+    for name, train, extra in (("pgpass", "../secret/.pgpass", "format: csv\n"), ("link", "data/link.csv", "format: csv\n"),
                                ("header", "data/header.csv", ""), ("label", "data/label.csv", ""),
                                ("dup", "data/dup.csv", ""), ("cell", "data/cell.jsonl", ""),
                                ("shape", "data/shape.jsonl", ""), ("bad-json", "data/bad.jsonl", "")):

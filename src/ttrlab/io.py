@@ -62,7 +62,10 @@ def user_path(value: str | os.PathLike, what: str) -> Path:
                         f"{NAME_MAX} bytes")
     if len(encoded) > PATH_MAX:
         raise UserError(f"{what} {shown(text)} is {len(encoded)} bytes long; a path may be at most {PATH_MAX} bytes")
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # '~name' of no user: a shell leaves it as it is, and so does ttrlab
+        return Path(text)
 
 
 def path_problem(error: BaseException) -> str:

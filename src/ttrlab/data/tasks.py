@@ -350,11 +350,12 @@ def anchor_task_paths(data: Any, folder: Path) -> Any:
     absolute against `folder` (the spec's own folder): a spec names its task files relative to
     itself, so it runs the same from any working directory."""
     def anchored(value: Any) -> Any:
-        if is_task_file(value) and "\x00" not in value and not Path(value).expanduser().is_absolute():
+        if is_task_file(value) and "\x00" not in value:
             try:
-                return str((folder / Path(value).expanduser()).resolve())
-            except (OSError, RuntimeError):  # a loop, a name too long: `load_task_file` says so in one line
-                return str(folder / Path(value).expanduser())
+                path = Path(value).expanduser()
+                return value if path.is_absolute() else str((folder / path).resolve())
+            except (OSError, RuntimeError):  # a loop, a name too long, ~nobody: `load_task_file` says so in one line
+                return value if Path(value).is_absolute() else str(folder / value)
         if isinstance(value, list):
             return [anchored(v) for v in value]
         return value
