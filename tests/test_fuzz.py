@@ -241,7 +241,6 @@ def path_sandbox(tmp_path_factory):
     """A folder of things a path may name: {placeholder: path}, and a read-only mount where
     this machine allows one (else a plain folder stands in)."""
     import os
-    import stat
     import subprocess
 
     from test_io_boundaries import _device

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import install_counting_kind, install_plugin_kind, is_postgres
+from conftest import install_counting_kind, is_postgres
 from stored import alive, children, query, rows
 from test_bad_input import write_glue
 

@@ -150,8 +150,6 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     return path
 
 
-check_writable_file = check_output_file
-
 
 def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Fail early if `path` is not a folder ttrlab may write into: it must not exist yet, be empty,

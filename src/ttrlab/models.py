@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
