@@ -153,6 +153,9 @@ OUTPUT_CASES = [
      r"--out-dir '.*user_dir' holds files ttrlab did not write"),
     ("run-report-folder-user", ["run", "--db", "{tmp}/main.sqlite", "--out", "{user_report}", "--data-dir", "{glue}"],
      r"report folder '.*user_report' holds files ttrlab did not write"),
+    ("out-trailing-slash", [*TRAIN, "--out", "{tmp}/new_folder/"], r"output '.*new_folder/' ends with '/', a folder"),
+    ("db-trailing-slash", ["sweep", "{tmp}/spec.yaml", "--db", "{tmp}/new_db/", "--executor", "inline", "--quiet"],
+     r"database '.*new_db/' names a folder"),
 ]
 
 # ---- class 6: every OSError a path can raise is one line ---------------------------------------------
@@ -194,7 +197,7 @@ def test_an_output_or_path_that_is_not_ours_is_one_line_and_nothing_changes(caps
 
 
 def test_table_sizes():
-    assert len(OUTPUT_CASES) == 14 and len(PATH_CASES) == 3 * len(PATH_OPTIONS) + 1 == 49
+    assert len(OUTPUT_CASES) == 16 and len(PATH_CASES) == 3 * len(PATH_OPTIONS) + 1 == 49
 
 
 def test_save_adapter_writes_into_a_folder_it_owns_and_leaves_nothing_half_written(capsys, tmp_path, monkeypatch):

@@ -139,6 +139,8 @@ def _refuse_unless_regular(path: Path, what: str) -> None:
 def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     """Fail early (before hours of training) if `path` is not a file ttrlab may write: see the
     module docstring. Returns it as a Path."""
+    if os.fspath(path).endswith(os.sep):  # Path() would drop the slash and write a file of that name
+        raise UserError(f"{what} {shown(os.fspath(path))} ends with {os.sep!r}, a folder; give a file path")
     path = user_path(path, what)
     with path_errors(what, path):
         _refuse_unless_regular(path, what)

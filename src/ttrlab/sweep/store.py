@@ -221,8 +221,8 @@ def database_url(db: str | os.PathLike | URL) -> URL:
         return url
     path = user_path(text, "database")
     with path_errors("database", path):
-        if path.is_dir():
-            raise UserError(f"database {text!r} is a directory; give a file path such as results.sqlite")
+        if path.is_dir() or text.endswith(os.sep):
+            raise UserError(f"database {text!r} names a folder; give a file path such as results.sqlite")
         if not path.parent.is_dir():
             raise UserError(f"database folder {str(path.parent)!r} does not exist")
         if os.path.lexists(path) and not path.is_file():
