@@ -39,6 +39,8 @@ import math
 import os
 import platform
 import re
+import sqlite3
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -75,6 +77,7 @@ from ttrlab.io import path_errors, user_path
 FINISHED, FAILED = "finished", "failed"
 SCHEMA_VERSION = 2  # 1: sweeps, runs, metrics, sweep_runs; 2: + claims, ttrlab_meta
 DEFAULT_LEASE_SECONDS = 120.0
+SQLITE_BUSY_SECONDS = 30.0  # how long an SQLite driver waits for another's write lock
 
 # What `claim` found: this driver now holds the run (new, or taken over from a driver whose
 # lease expired); it is stored already (finished, or failed and not to be retried); another
@@ -221,7 +224,9 @@ def database_url(db: str | os.PathLike | URL) -> URL:
         return url
     path = user_path(text, "database")
     with path_errors("database", path):
-        if path.is_dir() or text.endswith(os.sep):
+        if path.is_dir():
+            raise UserError(f"database {text!r} is a directory; give a file path such as results.sqlite")
+        if text.endswith(os.sep):  # Path() would drop the slash and make a file of that name
             raise UserError(f"database {text!r} names a folder; give a file path such as results.sqlite")
         if not path.parent.is_dir():
             raise UserError(f"database folder {str(path.parent)!r} does not exist")
@@ -510,12 +515,23 @@ class ResultStore:
     def _wal(self) -> None:
         """SQLite only, and only once the file is known to be ttrlab's: WAL is a property of
         the file (it rewrites the header), so a foreign file must never get it."""
-        if self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name != "sqlite":
+            return
+        # Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+        # locked" at once (no busy wait) while another driver that started at the same moment
+        # holds any lock: retry for as long as a write would wait.
+        deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+        while True:
             connection = self.engine.raw_connection()  # outside any transaction, as SQLite needs
             try:
                 connection.driver_connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise self._cannot_open(error) from None
             finally:
                 connection.close()
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -785,7 +801,7 @@ def _sqlite_connection(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
     cursor.close()
 
 
