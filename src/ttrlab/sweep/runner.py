@@ -44,7 +44,7 @@ from ttrlab.sweep.store import (
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a batch system's stop, `kill`) or SIGHUP (the terminal or SSH session closed):
-    handled exactly like Ctrl-C. `signal` names which."""
+    handled exactly like Ctrl-C. `signal_name` says which."""
 
     def __init__(self, signal_name: str = "SIGTERM"):
         super().__init__(signal_name)
