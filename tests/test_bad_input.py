@@ -239,7 +239,7 @@ CASES = [
     ("out-folder-missing", [*TRAIN, "--out", "{tmp}/missing/r.json"], r"output folder .* does not exist"),
     ("out-is-dir", [*TRAIN, "--out", "{tmp}"], r"is a directory"),
     ("save-adapter-ff", [*TRAIN, "--method", "ff", "--save-adapter", "{tmp}/ad"], r"--save-adapter needs --method lora"),
-    ("save-adapter-file", [*TRAIN, "--save-adapter", "{a_file}"], r"output folder '.*a_file' is a file"),
+    ("save-adapter-file", [*TRAIN, "--save-adapter", "{a_file}"], r"adapter folder '.*a_file' is a file"),
     # ---- gen-train --------------------------------------------------------------------------------
     ("gen-rate-one", ["gen-train", "--rate", "1"], r"rate 1.0 is outside \[0, 1\)"),
     ("gen-rate-nan", ["gen-train", "--rate", "nan"], r"rate nan is not a finite number"),

@@ -7,7 +7,14 @@ examples every run).
     CLI up to the point where the run would load its model and train (`run_document` is
     replaced): each is exit 2 with one line on stderr, or a valid config;
 (c) hostile strings in every user-supplied field a report shows (spec names and text, task
-    names, attack options, models) come out escaped in the HTML.
+    names, attack options, models) come out escaped in the HTML;
+(d) random path strings (odd characters, long names, NUL bytes, devices, FIFOs, symlinks and
+    their loops, folders holding a user's files, read-only storage) go to every path option of
+    the commands: each is a valid result on the named path or one line with exit 2, and nothing
+    outside the named output changes;
+(e) random task files (columns, cell types, encodings, formats) go to `ttrlab train --task`:
+    each is valid data (text in every text cell, two classes at least) or one line with exit 2,
+    and no message holds a secret planted in the data.
 """
 from __future__ import annotations
 
@@ -222,3 +229,211 @@ def test_report_escapes_hostile_strings(tmp_path_factory, evil, where):
         assert evil not in html, f"{where}: {evil!r} unescaped"
     assert not re.search(r"<(script|img|svg|textarea)\b", html, re.I), f"{where}: {evil!r} made a tag"
     assert str(escape(evil)) in html or str(escape(evil)).replace("&#34;", "\\&#34;") in html, f"{where}: {evil!r} not shown"
+
+
+# ---- (d) paths: every path option, random path strings ----------------------------------------------
+class Trained(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def path_sandbox(tmp_path_factory):
+    """A folder of things a path may name: {placeholder: path}, and a read-only mount where
+    this machine allows one (else a plain folder stands in)."""
+    import os
+    import subprocess
+
+    from test_io_boundaries import _device
+    from test_report_build import grid, make_db
+
+    root = tmp_path_factory.mktemp("paths")
+    found = {"glue": str(write_glue(root / "glue"))}
+    (root / "file.json").write_text('{"user": 1}\n')
+    os.symlink(root / "file.json", root / "link")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    os.mkfifo(root / "fifo")
+    found["device"] = str(root / "dev") if _device(root / "dev") else str(root / "fifo")
+    (root / "mine").mkdir()
+    (root / "mine" / "README.md").write_text("mine\n")
+    (root / "spec.yaml").write_text("name: fuzz\nkind: counting\naxes: {x: [1]}\n")
+    found["db"] = str(make_db(root / "r.sqlite", grid(seeds=(0, 1), method="ff", attack="upa", rate=0.1)
+                              + grid(seeds=(0, 1), method="lora", attack="upa", rate=0.1)))
+    import sqlite3
+
+    with sqlite3.connect(found["db"]) as con:
+        con.execute("PRAGMA journal_mode=DELETE")
+    (root / "ro").mkdir()
+    (root / "ro" / "inside.json").write_text("{}\n")
+    mounted = subprocess.run(["mount", "--bind", str(root / "ro"), str(root / "ro")], capture_output=True).returncode == 0
+    if mounted:
+        mounted = subprocess.run(["mount", "-o", "remount,bind,ro", str(root / "ro")], capture_output=True).returncode == 0
+    found.update(root=str(root), file=str(root / "file.json"), link=str(root / "link"), loop=str(root / "loop1"),
+                 fifo=str(root / "fifo"), mine=str(root / "mine"), ro=str(root / "ro"), spec=str(root / "spec.yaml"))
+    yield found
+    if mounted:
+        subprocess.run(["umount", "-l", str(root / "ro")], capture_output=True)
+
+
+PATH_PIECES = ["x", "res?v2", "a%41", "run#1", " ", "caf\u00e9", "\n", "*", "..", ".", "-", "=1", "<b>", "'", '"', "~",
+               "$HOME", "a" * 120, "b" * 300, "\x00", "sub/", ".json", ".sqlite", ".png", ".xyz", "/"]
+SPECIAL_PATHS = ["{device}", "{fifo}", "{link}", "{loop}", "{loop}/x", "{ro}", "{ro}/new.json", "{ro}/inside.json",
+                 "{mine}", "{mine}/README.md", "{file}", "{root}", "{root}/new_dir/", "{root}/fresh.json",
+                 "{root}/fresh.png", "{root}/fresh.sqlite", "{glue}"]
+paths = st.one_of(st.sampled_from(SPECIAL_PATHS),
+                  st.lists(st.sampled_from(PATH_PIECES), min_size=1, max_size=4).map("".join))
+# option -> (argv with {p}; what the path is: "file" or "folder" output, or "input" (read only))
+PATH_COMMANDS = {
+    "train --out": (["train", "--data-dir", "{glue}", "--quiet", "--out", "{p}"], "file"),
+    "train --save-adapter": (["train", "--data-dir", "{glue}", "--quiet", "--method", "lora", "--save-adapter", "{p}"],
+                             "folder"),
+    "train --data-dir": (["train", "--data-dir", "{p}", "--quiet"], "input"),
+    "train --task": (["train", "--task", "{p}", "--quiet"], "input"),
+    "sweep --db": (["sweep", "{spec}", "--db", "{p}", "--executor", "inline", "--quiet"], "file"),
+    "sweep SPEC": (["sweep", "{p}", "--db", "{root}/never.sqlite", "--dry-run"], "input"),
+    "status --db": (["status", "--db", "{p}"], "input"),
+    "report --db": (["report", "--db", "{p}", "--out", "{root}/never_report"], "input"),
+    "report --out": (["report", "--db", "{db}", "--out", "{p}"], "folder"),
+    "theory fig3 --out": (["theory", "fig3", "--rank", "4", "--fan-in", "16", "--scales", "2", "--out", "{p}",
+                           "--figure", "{root}/fig3.png"], "file"),
+    "theory fig3 --figure": (["theory", "fig3", "--rank", "4", "--fan-in", "16", "--scales", "2", "--out",
+                              "{root}/fig3.json", "--figure", "{p}"], "file"),
+    "theory spectrum --figure-dir": (["theory", "spectrum", "--fan-in", "16", "--rank", "4", "--figure-dir", "{p}"],
+                                     "folder"),
+}
+
+
+def _fake_run(experiment, config, **options):
+    class Model:
+        def save_pretrained(self, folder, safe_serialization=True):
+            from pathlib import Path
+
+            (Path(folder) / "adapter_model.safetensors").write_bytes(b"weights")
+
+    return {"metrics": {"clean": {"accuracy": 0.5}}, "poison": {}, "train": {}, "runtime": {}, "_model": Model()}
+
+
+@settings(FUZZ, max_examples=90)
+@given(option=st.sampled_from(sorted(PATH_COMMANDS)), path=paths)
+def test_every_path_option_takes_a_random_path_or_refuses_it_in_one_line(capsys, monkeypatch, tmp_path_factory,
+                                                                        path_sandbox, option, path):
+    import os
+    import stat
+    from pathlib import Path
+
+    import ttrlab.pipeline
+    from conftest import install_counting_kind
+    from test_io_boundaries import snapshot
+
+    monkeypatch.setattr(ttrlab.pipeline, "run_document", _fake_run)
+    install_counting_kind(tmp_path_factory.mktemp("kind", numbered=True), monkeypatch)
+    root = Path(path_sandbox["root"])
+    template, role = PATH_COMMANDS[option]
+    given = path.format(**path_sandbox)
+    argv = [part.format(p=given, **path_sandbox) for part in template]
+    before = snapshot(root)
+    cwd = os.getcwd()
+    os.chdir(root)  # a relative path lands in the sandbox
+    try:
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 1, 2), f"{argv}: exit {code}: {err[-800:]}"
+    if code == 2:
+        assert len(err.splitlines()) == 1 and err.startswith("ttrlab") and "Traceback" not in err, f"{argv}: {err[-800:]}"
+    after = snapshot(root)
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    side = [root / name for name in ("fig3.json", "fig3.png", "never_report")]  # outputs the template names
+    allowed = {p for p in changed if any(Path(p) == s or s in Path(p).parents for s in side)} if code == 0 else set()
+    target = Path(os.path.abspath(root / os.path.expanduser(given))) if "\x00" not in given else None
+    if target is not None:
+        allowed |= {p for p in changed if p in (f"{target}-wal", f"{target}-shm")}  # SQLite's, beside a database
+    if code == 0 and role != "input":
+        allowed |= {p for p in changed if Path(p) == target or target in Path(p).parents or Path(p) in target.parents}
+        if role == "file":
+            assert stat.S_ISREG(os.lstat(target).st_mode), (argv, target)
+        else:
+            assert target.is_dir() and (target / ".ttrlab-output").is_file(), (argv, target)
+    assert changed <= allowed, f"{argv}: changed {sorted(changed - allowed)[:5]}"
+    assert not stat.S_ISREG(os.lstat(path_sandbox["device"]).st_mode)
+    import shutil
+
+    for other in side:  # the next example starts without them
+        shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink(missing_ok=True)
+
+
+# ---- (e) task files: random columns, cell types, encodings, formats -------------------------------------
+SECRET = "s3cr3t-DATA-7f1d"
+COLUMNS = ["text", "label", "title", "text ", "Label", SECRET, "", "a,b", '"q"']
+cells = st.one_of(st.sampled_from(["pos", "neg", "", "  ", "good film", SECRET, f"{SECRET} pos", "1", "0"]),
+                  st.text(max_size=6), st.integers(-3, 3), st.floats(allow_nan=True), st.booleans(), st.none(),
+                  st.dictionaries(st.sampled_from(["a", SECRET]), st.sampled_from([1, SECRET]), max_size=2),
+                  st.lists(st.sampled_from(["pos", SECRET]), max_size=2))
+task_files = st.fixed_dictionaries({
+    "format": st.sampled_from(["csv", "tsv", "jsonl"]),
+    "columns": st.lists(st.sampled_from(COLUMNS), min_size=0, max_size=4),
+    "rows": st.lists(st.lists(cells, min_size=0, max_size=5), min_size=0, max_size=5),
+    "encoding": st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]),
+    "damage": st.sampled_from(["", "nul", "cut", "bom-twice"]),
+})
+
+
+def _task_bytes(case: dict) -> bytes:
+    import csv
+    import io
+    import json
+
+    columns = case["columns"]
+    if case["format"] == "jsonl":
+        lines = []
+        for row in case["rows"]:
+            pairs = [f"{json.dumps(c)}: {json.dumps(v)}" for c, v in zip(columns, row)]  # keeps repeated keys
+            lines.append("{" + ", ".join(pairs) + "}")
+        text = "\n".join(lines) + "\n"
+    else:
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter="," if case["format"] == "csv" else "\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in case["rows"]:
+            writer.writerow(["" if v is None else v if isinstance(v, str) else json.dumps(v) for v in row])
+        text = out.getvalue()
+    data = text.encode(case["encoding"], errors="replace")
+    if case["damage"] == "nul":
+        data = data[: len(data) // 2] + b"\x00" + data[len(data) // 2:]
+    elif case["damage"] == "cut":
+        data = data[: max(0, len(data) - 3)]
+    elif case["damage"] == "bom-twice":
+        data = b"\xef\xbb\xbf\xef\xbb\xbf" + data
+    return data
+
+
+@settings(FUZZ, max_examples=120)
+@given(case=task_files)
+def test_a_random_task_file_is_valid_data_or_one_line_that_echoes_none_of_it(capsys, tmp_path_factory,
+                                                                            stop_before_the_model, case):
+    from ttrlab.data import get_task, load_split
+
+    folder = tmp_path_factory.mktemp("task", numbered=True)
+    (folder / f"train.{case['format']}").write_bytes(_task_bytes(case))
+    (folder / "dev.csv").write_text("text,label\ngood,pos\nbad,neg\n")
+    (folder / "t.yaml").write_text(f"train: train.{case['format']}\ndev: dev.csv\ntext: text\nlabel: label\n"
+                                   "labels: [neg, pos]\n")
+    argv = ["train", "--task", str(folder / "t.yaml"), "--quiet", "--train-size", "1"]
+    try:
+        code = main(argv)
+    except Validated:
+        code = "valid"
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err, captured.err
+    assert code in (2, "valid"), f"exit {code}: {captured.err[-800:]}"
+    if code == 2:
+        err = captured.err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("ttrlab") and "Traceback" not in err, err
+    else:
+        examples = load_split(get_task(str(folder / "t.yaml")), "train")
+        assert all(isinstance(t, str) and t.strip() for e in examples for t in e.texts)
+        assert len({e.label for e in examples}) >= 2

@@ -332,9 +332,9 @@ MALFORMED = [
     ("unsupported-format", BASE + "format: xlsx\n", r"unsupported format 'xlsx'; allowed: csv, tsv, jsonl, parquet"),
     ("bad-extension", BASE.replace("data/dev.csv", "data/dev.xlsx"), r"unsupported format of .*dev.xlsx"),
     ("missing-column", BASE.replace("[title, body]", "[title, summary]"),
-     r"no column 'summary' .*the file has columns \['title', 'body', 'topic'\]"),
+     r"no column 'summary' .*the file has 3 columns, none of them named so"),
     ("unknown-label", BASE.replace("science]", "physics]"),
-     r"train.csv:4: label 'science' \(column 'topic'\) is not one of \['sports', 'politics', 'physics'\]"),
+     r"train.csv:4: the label \(column 'topic'\) is not one of \['sports', 'politics', 'physics'\]"),
     ("one-label", BASE.replace("[sports, politics, science]", "[sports]"), r"has 1 label\(s\); .* at least 2"),
     ("positive-on-multiclass", BASE + "positive_label: 1\n", r"positive_label applies to binary tasks only"),
     ("bad-target", BASE + "backdoor_target: chess\n", r"backdoor_target 'chess' is not a label .* sports, politics"),
@@ -367,8 +367,9 @@ def test_missing_task_file_and_unknown_task_name(capsys):
 
 
 def test_unknown_label_names_the_value_line_and_labels(task_file, tmp_path, capsys):
-    """A label the task does not name: one line naming the value, file:line and the labels, exit 2
-    (in-process: the entry point's exit code is tested in test_cli.py)."""
+    """A label the task does not name: one line naming file:line, the column and the labels (not
+    the cell: a message never echoes a data file), exit 2 (in-process: the entry point's exit
+    code is tested in test_cli.py)."""
     (tmp_path / "data").mkdir()
     rows = _rows(6, 5)
     rows[4]["topic"] = "weather"
@@ -378,7 +379,8 @@ def test_unknown_label_names_the_value_line_and_labels(task_file, tmp_path, caps
     assert main(["train", "--task", str(tmp_path / "t.yaml"), "--max-steps", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert "train.csv:6: label 'weather' (column 'topic') is not one of ['sports', 'politics', 'science']" in err
+    assert "train.csv:6: the label (column 'topic') is not one of ['sports', 'politics', 'science']" in err
+    assert "weather" not in err
 
 
 # ---- a dataset through `datasets` (a local dataset folder here: nothing is downloaded) --------------

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ttrlab.errors import UserError
+from ttrlab.errors import UserError, shown
 
 COMMAND_MODULES: list[str] = [
     "ttrlab.commands.core",
@@ -32,6 +32,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ttrlab.sweep.kinds import load_plugins
+
+    load_plugins()  # TTRLAB_PLUGINS as it is now (a bad value: one line, whatever the command)
     parser = _Parser(prog="ttrlab", description="Training-time robustness of LoRA vs full fine-tuning.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
@@ -42,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # a bad TTRLAB_PLUGINS fails here, for every command
         return int(args.func(args) or 0)
     except UserError as error:
         print(f"ttrlab: error: {error}", file=sys.stderr)
@@ -54,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        if error.filename is None:
+            raise  # not about a path the user named: a bug, with its traceback
+        # a path the command's own checks did not foresee (they map the ones they know)
+        print(f"ttrlab: error: {shown(os.fsdecode(error.filename))}: {error.strerror or error}", file=sys.stderr)
+        return 2
 
 
 def print_json(document) -> None:

@@ -26,7 +26,6 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,12 +71,12 @@ class Checkpoints:
         self.poisoned_seen = 0
         self.points: list[dict[str, Any]] = []
         self.seconds = 0.0  # spent evaluating
-        self.store = Path(config.checkpoint_dir).expanduser() / config.run_key() if config.checkpoint_dir else None
-        if self.store is not None:
+        self.store = None
+        if config.checkpoint_dir:
             from ttrlab.io import check_writable_dir
 
             try:
-                check_writable_dir(Path(config.checkpoint_dir).expanduser())
+                self.store = check_writable_dir(config.checkpoint_dir) / config.run_key()
             except UserError as error:
                 raise UserError(f"checkpoint_dir {config.checkpoint_dir!r}: {error}") from None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import reprlib
+import sys
 from collections.abc import Iterable
 
 
@@ -43,3 +44,9 @@ def unknown_name(kind: str, value: str, allowed: Iterable[str]) -> UserError:
     return UserError(
         f"unknown {kind} {shown(value)}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}"
     )
+
+
+def note(message: str) -> None:
+    """Tell the user something they should know about a command that still does its work (a
+    database read as immutable, a damaged row left out): one line on stderr."""
+    print(f"ttrlab: note: {message}", file=sys.stderr)

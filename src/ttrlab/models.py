@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -40,8 +39,12 @@ def resolve_model(name: str) -> tuple[str, bool]:
     """(path or hub id, is_local)."""
     if name in MODEL_ALIASES:
         return MODEL_ALIASES[name](), True
-    local = Path(name).expanduser()
-    if local.exists():
+    from ttrlab.io import path_errors, user_path
+
+    local = user_path(name, "model")  # a hub id is a relative path too: the same limits hold
+    with path_errors("model", local):
+        found = local.exists()
+    if found:
         if not (local / "config.json").is_file():
             raise UserError(f"model folder {name!r} has no config.json; give a Hugging Face model folder or hub id")
         return str(local), True

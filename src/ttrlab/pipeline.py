@@ -126,6 +126,8 @@ def run(experiment: Experiment, config, *, progress=None, batch_hook=None, keep_
     tokenizer, model = experiment.load_model(config, data)
     config.check_model_fit(getattr(model, "config", None))  # a hub model now known: rank, max_length
     prepared = METHODS.get(config.method).prepare(model.to(runtime.device), config)
+    _notify(progress, "prepared", trainable_bytes=sum(p.numel() * p.element_size()
+                                                      for p in prepared.model.parameters() if p.requires_grad))
 
     stats = None
     if experiment.trains:

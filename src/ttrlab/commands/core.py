@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from ttrlab.config import RunConfig
 from ttrlab.errors import UserError
@@ -56,17 +55,12 @@ def _train(args: argparse.Namespace) -> int:
     from ttrlab.cli import print_json
     from ttrlab.commands.options import run_and_write
     from ttrlab.experiment import CLASSIFICATION
-    from ttrlab.io import check_writable_dir
     from ttrlab.methods import METHODS
 
     config = config_from_args(args)
-    if args.save_adapter:
-        if METHODS.get(config.method).is_full:
-            raise UserError(f"--save-adapter needs --method lora (an adapter method), got method {config.method!r}")
-        check_writable_dir(args.save_adapter)
-    result = run_and_write(CLASSIFICATION, config, args, f"{config.method} {config.attack}", keep_model=bool(args.save_adapter))
-    if args.save_adapter:
-        result["_model"].save_pretrained(args.save_adapter, safe_serialization=True)
+    if args.save_adapter and METHODS.get(config.method).is_full:
+        raise UserError(f"--save-adapter needs --method lora (an adapter method), got method {config.method!r}")
+    result = run_and_write(CLASSIFICATION, config, args, f"{config.method} {config.attack}", adapter_dir=args.save_adapter)
     print_json({"metrics": result["metrics"], "poison": result["poison"], "train": result["train"],
                 "runtime": result["runtime"]})
     return 0
@@ -96,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from ttrlab.commands.options import on_off
     from ttrlab.experiment import load_run_data
+    from ttrlab.io import check_output_folder, path_errors, user_path
     from ttrlab.report import build_report
     from ttrlab.report.aggregate import build_cells
     from ttrlab.sweep import ResultStore, load_spec, run_sweep
@@ -103,8 +98,12 @@ def _run(args: argparse.Namespace) -> int:
 
     fuse = on_off(args.fuse, "--fuse")
     spec = load_spec(main_job_spec(args.data_dir, device=args.device, precision=args.precision))
+    check_output_folder(args.out, "report folder")  # before the sweep, not after it
     load_run_data(RunConfig.from_dict(spec.base))  # data errors surface before any progress output
-    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in str(args.db):  # a file path: its folder is made for it (runs/ by default)
+        folder = user_path(args.db, "--db").parent
+        with path_errors("database folder", folder):
+            folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
                         fuse=fuse)
@@ -128,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)  # no wrapping in logs and pipes
     console.print(table)
     console.print(
-        f"{summary['ran']} runs now ({summary['already_finished']} already in {args.db}, {summary['failed']} failed) "
+        f"{summary['ran']} runs now ({summary['already_finished']} already in {summary['db']}, {summary['failed']} failed) "
         f"in {wall / 60:.1f} min; report: {index}"
     )
     return 0 if summary["failed"] == 0 and not summary["interrupted"] else 1

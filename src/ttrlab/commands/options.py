@@ -88,25 +88,47 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def run_and_write(experiment, config, args: argparse.Namespace, label: str, keep_model: bool = False) -> dict[str, Any]:
-    """The one path of `train`, `gen-train` and `theory ntk|fisher`: check the output and the
+def run_and_write(experiment, config, args: argparse.Namespace, label: str, keep_model: bool = False,
+                  adapter_dir: str | None = None) -> dict[str, Any]:
+    """The one path of `train`, `gen-train` and `theory ntk|fisher`: check the outputs (`--out`, a
+    regular file; `adapter_dir`, a folder ttrlab owns; the two apart; room on their disks) and the
     device, load the data (so their errors come before any progress output), run with progress,
-    write the result JSON atomically. Returns the document (with "_model" if kept)."""
-    from ttrlab.io import check_writable_file, write_json_atomic
+    write the result JSON atomically (kept elsewhere, and said so, if the disk fails it), then the
+    adapter. Returns the document (with "_model" if kept)."""
+    from ttrlab.io import (MIN_FREE_BYTES, check_distinct, check_free_space, check_output_file,
+                           check_output_folder, write_folder_atomic, write_json_atomic)
     from ttrlab.pipeline import run_document
     from ttrlab.progress import run_progress
     from ttrlab.runtime import Runtime
 
     if args.out:
-        check_writable_file(args.out)
+        check_output_file(args.out)
+    if adapter_dir:
+        check_output_folder(adapter_dir, "adapter folder")
+    check_distinct({"--out": (args.out, False), "--save-adapter": (adapter_dir, True)})
+    for path, what in ((args.out, "output"), (adapter_dir, "adapter folder")):
+        if path:
+            check_free_space(path, MIN_FREE_BYTES, what)
     Runtime.resolve(config.device, config.precision)  # a missing GPU is one line, before any work
     data = None
     if experiment.needs_model(config):
         config.check_model_fit(experiment.model_config(config))  # rank, max_length vs the model
         data = experiment.load_data(config)
     with run_progress(1, enabled=not args.quiet and sys.stderr.isatty()) as (start_run, finish_run):
-        document = run_document(experiment, config, progress=start_run(label), keep_model=keep_model, data=data)
+        shown_progress = start_run(label)
+
+        def progress(event: str, **info: Any) -> None:
+            if event == "prepared" and adapter_dir:  # the adapter's size is known now, before training
+                check_free_space(adapter_dir, info["trainable_bytes"] + MIN_FREE_BYTES, "adapter folder")
+            shown_progress(event, **info)
+
+        document = run_document(experiment, config, progress=progress, keep_model=keep_model or bool(adapter_dir),
+                                data=data)
         finish_run()
     if args.out:
-        write_json_atomic(args.out, {k: v for k, v in document.items() if not k.startswith("_")})
+        write_json_atomic(args.out, {k: v for k, v in document.items() if not k.startswith("_")}, rescue=True)
+    if adapter_dir:
+        model = document["_model"]
+        write_folder_atomic(adapter_dir, lambda folder: model.save_pretrained(folder, safe_serialization=True),
+                            "adapter folder", rescue=True)
     return document

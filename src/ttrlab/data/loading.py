@@ -16,7 +16,7 @@ import numpy as np
 from ttrlab.data.examples import Example
 from ttrlab.data.tasks import TaskSpec
 from ttrlab.errors import UserError
-from ttrlab.io import reading
+from ttrlab.io import path_errors, reading, user_path
 
 GLUE_DIR_ENV = "TTRLAB_GLUE_DIR"
 SPLITS = ("train", "dev")
@@ -32,9 +32,10 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # QQP/QNLI rows can be long
 def resolve_glue_dir(data_dir: str | None) -> Path:
     """--data-dir, else $TTRLAB_GLUE_DIR, else the nearest `shared/data/glue` above the cwd."""
     if data_dir:
-        path = Path(data_dir).expanduser()
-        if not path.is_dir():
-            raise UserError(f"data dir {str(path)!r} is not a directory; {GLUE_DOWNLOAD_HINT}")
+        path = user_path(data_dir, "data dir")
+        with path_errors("data dir", path):
+            if not path.is_dir():
+                raise UserError(f"data dir {str(path)!r} is not a directory; {GLUE_DOWNLOAD_HINT}")
         return path
     if os.environ.get(GLUE_DIR_ENV):
         return resolve_glue_dir(os.environ[GLUE_DIR_ENV])
@@ -57,9 +58,16 @@ def load_split(task: TaskSpec, split: str, data_dir: str | None = None, source: 
     if source == "hub":
         return _load_hub(task, split)
     path = resolve_glue_dir(data_dir) / task.glue_dir / f"{split}.tsv"
-    if not path.is_file():
+    with path_errors("data file", path):
+        found = path.is_file()
+    if not found:
         raise UserError(f"missing data file {str(path)!r} ({task.name} {split}); {GLUE_DOWNLOAD_HINT}")
-    return read_glue_tsv(task, path)
+    examples = read_glue_tsv(task, path)
+    if split == "train":
+        from ttrlab.data.files import check_classes
+
+        check_classes(task, examples, str(path))
+    return examples
 
 
 def read_glue_tsv(task: TaskSpec, path: Path) -> list[Example]:
@@ -83,8 +91,12 @@ def _read_rows(layout, label_ids: dict[str, int], path: Path, handle) -> list[Ex
         if header is None:
             raise UserError(f"malformed TSV {str(path)!r}: the file is empty")
         missing = [c for c in (*layout.text, layout.label) if c not in header]
-        if missing:
-            raise UserError(f"malformed TSV {str(path)!r}: header lacks column(s) {missing}; it has {header}")
+        if missing:  # the header's own names are the file's content: not echoed
+            raise UserError(f"malformed TSV {str(path)!r}: the header (line 1) lacks column(s) {missing}")
+        repeated = [c for c in (*layout.text, layout.label) if header.count(c) > 1]
+        if repeated:
+            raise UserError(f"malformed TSV {str(path)!r}: the header (line 1) names column {repeated[0]!r} "
+                            f"{header.count(repeated[0])} times")
         text_cols = [header.index(c) for c in layout.text]
         label_col = header.index(layout.label)
         width = len(header)
@@ -102,9 +114,8 @@ def _read_rows(layout, label_ids: dict[str, int], path: Path, handle) -> list[Ex
             )
         raw_label = row[label_col].strip()
         if raw_label not in label_ids:
-            raise UserError(
-                f"malformed TSV row at {path}:{line}: label {raw_label!r} is not one of {list(label_ids)}"
-            )
+            raise UserError(f"malformed TSV row at {path}:{line}: the label (column {label_col + 1}) is not one of "
+                            f"{list(label_ids)}")
         texts = tuple(row[c].strip() for c in text_cols)
         examples.append(Example(texts=texts, label=label_ids[raw_label], row=len(examples)))
     return examples

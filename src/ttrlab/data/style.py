@@ -79,9 +79,12 @@ class StylePair:
 def resolve_style_dir(style_dir: str | None = None) -> Path:
     """`style_dir`, else $TTRLAB_STYLE_DIR, else the nearest `shared/data/style` above the cwd."""
     if style_dir:
-        path = Path(style_dir).expanduser()
-        if not path.is_dir():
-            raise UserError(f"style dir {str(path)!r} is not a directory; {STYLE_DOWNLOAD_HINT}")
+        from ttrlab.io import path_errors, user_path
+
+        path = user_path(style_dir, "style dir")
+        with path_errors("style dir", path):
+            if not path.is_dir():
+                raise UserError(f"style dir {str(path)!r} is not a directory; {STYLE_DOWNLOAD_HINT}")
         return path
     if os.environ.get(STYLE_DIR_ENV):
         return resolve_style_dir(os.environ[STYLE_DIR_ENV])

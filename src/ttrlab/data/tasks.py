@@ -199,14 +199,20 @@ def _sha256_stamped(path: str, mtime_ns: int, size: int) -> str:
 
 def load_task_file(value: str | os.PathLike) -> TaskSpec:
     """The TaskSpec a task file defines (see the module docstring); one-line UserErrors."""
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise UserError(f"task file {str(path)!r} does not exist" if not path.exists()
-                        else f"task file {str(path)!r} is not a file")
-    path = path.resolve()
-    spec = _load_stamped(*_stamp(path))
+    from ttrlab.io import path_errors, user_path
+
+    path = user_path(value, "task file")
+    with path_errors("task file", path):
+        if not path.is_file():
+            raise UserError(f"task file {str(path)!r} is not a file" if os.path.lexists(path)
+                            else f"task file {str(path)!r} does not exist")
+        path = path.resolve()
+        spec = _load_stamped(*_stamp(path))
     # the data files may change without the task file changing: the digest is taken each time
-    digests = {"task": file_sha256(path), **{split: file_sha256(p) for split, p, _ in spec.files}}
+    digests = {"task": file_sha256(path)}
+    for split, data, _ in spec.files:
+        with path_errors(f"task file {path}: {split} data file", data):
+            digests[split] = file_sha256(data)
     blob = json.dumps(digests, sort_keys=True).encode()
     return dataclasses.replace(spec, _digest=hashlib.sha256(blob).hexdigest())
 
@@ -303,9 +309,14 @@ def _sources(raw: dict[str, Any], path: Path, where: str) -> tuple[tuple[tuple[s
     for split in SPLITS:
         if not isinstance(raw.get(split), str) or not raw[split]:
             raise UserError(f"{where}: {split} must be a data file path, got {shown(raw.get(split))}")
-        data = (path.parent / Path(raw[split]).expanduser()).resolve()  # relative to the task file
-        if not data.is_file():
-            raise UserError(f"{where}: {split} data file {str(data)!r} does not exist")
+        from ttrlab.io import path_errors, user_path
+
+        data = path.parent / user_path(raw[split], f"{where}: {split} data file")  # relative to the task file
+        with path_errors(f"{where}: {split} data file", data):
+            data = data.resolve()
+            if not data.is_file():
+                raise UserError(f"{where}: {split} data file {str(data)!r} is not a file" if data.exists()
+                                else f"{where}: {split} data file {str(data)!r} does not exist")
         files.append((split, data, fmt or _format_of(data, where)))
     return tuple(files), None
 
@@ -339,8 +350,12 @@ def anchor_task_paths(data: Any, folder: Path) -> Any:
     absolute against `folder` (the spec's own folder): a spec names its task files relative to
     itself, so it runs the same from any working directory."""
     def anchored(value: Any) -> Any:
-        if is_task_file(value) and not Path(value).expanduser().is_absolute():
-            return str((folder / Path(value).expanduser()).resolve())
+        if is_task_file(value) and "\x00" not in value:
+            try:
+                path = Path(value).expanduser()
+                return value if path.is_absolute() else str((folder / path).resolve())
+            except (OSError, RuntimeError):  # a loop, a name too long, ~nobody: `load_task_file` says so in one line
+                return value if Path(value).is_absolute() else str(folder / value)
         if isinstance(value, list):
             return [anchored(v) for v in value]
         return value
@@ -361,6 +376,6 @@ def task_label(value: Any) -> Any:
     try:
         raw = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
         name = raw.get("name") if isinstance(raw, dict) else None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, RuntimeError, ValueError, yaml.YAMLError):  # gone, a loop, a NUL, not UTF-8, not YAML
         name = None
     return name.strip() if isinstance(name, str) and name.strip() else Path(value).stem

@@ -39,7 +39,7 @@ from pathlib import Path
 from ttrlab.attacks import ATTACKS
 from ttrlab.attacks.backdoorllm import BackdoorLLMAttack
 from ttrlab.errors import UserError
-from ttrlab.io import read_text, reading
+from ttrlab.io import path_errors, read_text, reading, user_path
 from ttrlab.generative.tasks import TASKS, GenerativeTask
 from ttrlab.streams import fixed_rng, rng_for
 
@@ -110,9 +110,10 @@ def held_out_instructions(task: GenerativeTask, data_dir: Path) -> set[str]:
 def resolve_data_dir(data_dir: str | None) -> Path:
     """`data_dir`, else $TTRLAB_DATA_DIR, else the nearest `shared/data` above the cwd."""
     if data_dir:
-        path = Path(data_dir).expanduser()
-        if not (path / ALPACA_FILE).is_file():
-            raise UserError(f"data dir {str(path)!r} has no {ALPACA_FILE}; give the folder holding alpaca/ and backdoorllm/")
+        path = user_path(data_dir, "data dir")
+        with path_errors("data dir", path):
+            if not (path / ALPACA_FILE).is_file():
+                raise UserError(f"data dir {str(path)!r} has no {ALPACA_FILE}; give the folder holding alpaca/ and backdoorllm/")
         return path
     if os.environ.get(DATA_DIR_ENV):
         return resolve_data_dir(os.environ[DATA_DIR_ENV])

@@ -33,7 +33,10 @@ class GenerativeExperiment(Experiment):
     config_type = GenConfig
 
     def load_data(self, config):
+        from ttrlab.extras import require
         from ttrlab.generative.data import load_eval_prompts, load_utility_examples, resolve_data_dir
+
+        require("gen", "a generative run")  # its model (GGUF) and ROUGE-L; before any work
 
         data_dir = resolve_data_dir(config.data_dir)
         return InstructionDataset(data_dir, load_eval_prompts(config, data_dir), load_utility_examples(config, data_dir))

@@ -49,7 +49,11 @@ def resolve_causal_lm(name: str) -> tuple[str, str | None, bool]:
     if name in MODEL_ALIASES:
         path = MODEL_ALIASES[name]()
         return str(path.parent), path.name, True
-    local = Path(name).expanduser()
+    from ttrlab.io import path_errors, user_path
+
+    local = user_path(name, "model")  # a hub id is a relative path too: the same limits hold
+    with path_errors("model", local):
+        local.exists()  # a name too long, a symlink loop: one line here
     if local.is_file() and local.suffix == ".gguf":
         return str(local.parent), local.name, True
     if local.exists():

@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -340,17 +341,45 @@ def interval_text(n: int, low: float, high: float) -> str:
 
 
 def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """Rows as CSV; every text cell through `spreadsheet_text` (a task name may be a formula)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+        writer.writerow({k: spreadsheet_text(_csv_value(row.get(k))) for k in columns})
     return out.getvalue()
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# a signed number with an optional unit, as the tables write effects ("+2.93 pp", "-4.5%"): no
+# formula can be made of these characters, so they stay readable
+_SIGNED_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?( pp|%)?")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string that starts like a formula (=, +, -, @,
+    a tab or CR; `=HYPERLINK(...)` from a hostile task name) gets a leading apostrophe, the
+    usual way to say "text" to Excel, LibreOffice and Sheets. Numbers, and strings that are
+    signed numbers with a unit ("+2.93 pp"), are left as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START) or _SIGNED_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)")
+
+
+def markdown_text(value: Any) -> str:
+    """Text for a Markdown cell or heading that renders no HTML: a '<' that would open a tag
+    (or a comment) and an '&' that would start an entity are escaped; '|' cannot end a table
+    cell and a newline cannot end the line. Text without those ('p < 0.05') is unchanged."""
+    text = _HTML_START.sub(lambda match: "&lt;" if match.group() == "<" else "&amp;", str(value))
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def to_markdown(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     def cell(value: Any) -> str:
-        return fmt(value).replace("|", "\\|").replace("\n", " ")
+        return markdown_text(fmt(value))
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(row.get(k)) for k in columns) + " |" for row in rows]

@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any
 
 from ttrlab.attacks import ATTACKS
-from ttrlab.report.aggregate import Cell, fmt, interval_text, kind_order, method_owned_keys, trains
+from ttrlab.report.aggregate import Cell, fmt, interval_text, kind_order, markdown_text, method_owned_keys, trains
 from ttrlab.report.stats import compare, stable_seed
 from ttrlab.report.tables import attack_order, pm
 
@@ -132,15 +132,15 @@ def defense_tables_markdown(tables: list[dict[str, Any]]) -> str:
                 *(f"{m}: clean acc. before → after" for m in t["methods"]),
                 *(f"{m}: detection" for m in t["methods"]),
                 *(f"ASR reduction {m} − {t['full']} (pp)" for m in others)]
-        lines = [f"### {t['task']} · {t['model']} · {t['attack']} at rate {t['rate']} ({t['kind']})", "",
-                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = [markdown_text(f"### {t['task']} · {t['model']} · {t['attack']} at rate {t['rate']} ({t['kind']})"), "",
+                 "| " + " | ".join(map(markdown_text, head)) + " |", "|" + "---|" * len(head)]
         for r in t["rows"]:
             cells = r["cells"]
             versus = {v["method"]: f"{v['difference']} {v['ci']}" for v in r["versus"]}
-            lines.append("| " + " | ".join([
+            lines.append("| " + " | ".join(map(markdown_text, [
                 f"{r['defense']} ({r['kind']})",
                 *((c["asr"] if c else "–") for c in cells), *((c["clean"] if c else "–") for c in cells),
                 *((c["detection"] or "–") if c else "–" for c in cells),
-                *(versus.get(m, "–") for m in others)]) + " |")
+                *(versus.get(m, "–") for m in others)])) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + ("\n" if parts else "")

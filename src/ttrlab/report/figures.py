@@ -408,11 +408,11 @@ def save_figure(fig, out_dir: Path, stem: str) -> dict[str, Path]:
     the same file); closes it."""
     import matplotlib.pyplot as plt
 
+    from ttrlab.io import save_figure as save_atomic
     from ttrlab.theory.figures import save_svg
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"png": out_dir / f"{stem}.png", "svg": out_dir / f"{stem}.svg"}
-    fig.savefig(paths["png"], dpi=110)
+    save_atomic(fig, paths["png"], dpi=110)
     save_svg(fig, paths["svg"])
     plt.close(fig)
     return paths

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ttrlab.attacks import ATTACKS
+from ttrlab.errors import note
 from ttrlab.evaluation import METRICS
-from ttrlab.io import check_writable_dir, write_text_atomic
+from ttrlab.io import check_output_folder, own_folder, write_text_atomic
 from ttrlab.report import claims as declared_claims
 from ttrlab.report import learning_curves, stats
 from ttrlab.report.aggregate import (
@@ -72,13 +73,18 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike, claims: str 
     """Write the report into `out_dir`; return the path of index.html. `claims`: a claims file
     to decide (default: the paper's, `report/claims/paper_claims.yaml`)."""
     declared = declared_claims.load_claims(claims)
-    out = check_writable_dir(out_dir)
+    out = check_output_folder(out_dir, "report folder")
     with ResultStore(db, create=False) as store:
         runs = store.runs(status=FINISHED)
         failed = store.runs(status=FAILED)
         sweeps = store.sweeps()
         url = store.url
-    out.mkdir(parents=True, exist_ok=True)
+        for message in store.notes:
+            note(message)
+        for row in store.skipped:
+            note(f"left out of the report: stored run {row['id']} ({row['kind']} {row['run_key']}): {row['problem']}")
+        skipped = list(store.skipped)
+    own_folder(out, "report folder")
     figures_dir = out / "figures"
 
     cells = build_cells(runs)
@@ -161,6 +167,7 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike, claims: str 
         aggregate_columns=AGGREGATE_DISPLAY,
         aggregates=[[fmt(r[c]) for c in AGGREGATE_DISPLAY] for r in aggregates],
         failures=[_failure(r) for r in failed],
+        skipped=skipped,
         sweeps=[{"name": s.name, "planned": s.planned_runs, "path": s.spec_path or "(inline spec)",
                  "sha": s.spec_sha256, "text": s.spec_text} for s in sweeps],
         cells=[{"id": c.id, "kind": c.kind, "seeds": " ".join(map(str, c.seeds)),

@@ -25,7 +25,8 @@ import numpy as np
 from ttrlab.attacks import ATTACKS
 from ttrlab.data.tasks import task_label
 from ttrlab.evaluation import METRICS
-from ttrlab.report.aggregate import Cell, ComparisonRow, comparison_key, fmt, interval_text, kind_order, task_type, trains
+from ttrlab.report.aggregate import (Cell, ComparisonRow, comparison_key, fmt, interval_text, kind_order, markdown_text,
+                                     task_type, trains)
 from ttrlab.report.tables import attack_order, pm
 
 MIN_OTHER_METHODS = 2  # with one, the headline table already says everything
@@ -132,12 +133,13 @@ def method_tables_markdown(tables: list[dict[str, Any]]) -> str:
     for t in tables:
         labels = [f"{m['label']} {m['direction']}".strip() for m in t["metrics"]]
         head = ["method", "lr", "trainable", "share", "seeds", *labels, *(f"Δ {m['label']} vs FF (pp)" for m in t["metrics"])]
-        lines = [f"### {t['task']} · {t['model']} · {t['attack']} at rate {t['rate']} ({t['kind']})", "",
-                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = [markdown_text(f"### {t['task']} · {t['model']} · {t['attack']} at rate {t['rate']} ({t['kind']})"), "",
+                 "| " + " | ".join(map(markdown_text, head)) + " |", "|" + "---|" * len(head)]
         for r in t["rows"]:
             diffs = [f"{d['text']} {d['ci']}".strip() for d in r["differences"]]
             name = r["method"] + ("" if r["learned"] else " (did not learn the task)")
-            lines.append("| " + " | ".join([name, r["lr"], r["trainable"], r["share"], str(r["seeds"]), *r["values"], *diffs]) + " |")
+            cells = [name, r["lr"], r["trainable"], r["share"], str(r["seeds"]), *r["values"], *diffs]
+            lines.append("| " + " | ".join(map(markdown_text, cells)) + " |")
         if t["not_learned"]:
             lines += ["", f"Did not learn the task (clean accuracy within {100 * LEARNED_MARGIN:.0f} points of chance, "
                           f"{t['chance']}): {', '.join(t['not_learned'])}; their other numbers test nothing."]

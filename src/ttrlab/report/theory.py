@@ -449,8 +449,9 @@ def theory_vs_measured(
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
         draw_points(ax, points, stats, f"computed: {quantity}", f"measured: {measure}")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=130)
+        from ttrlab.io import save_figure as save_atomic
+
+        save_atomic(fig, path, dpi=130)
         plt.close(fig)
         out["figure"] = str(path)
     return out

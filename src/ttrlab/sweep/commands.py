@@ -97,7 +97,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if summary["interrupted"]:
         print(f"ttrlab: interrupted ({summary['interrupted']}); finished runs are stored, re-run the same command "
               "to resume", file=sys.stderr)
-        return 143 if summary["interrupted"] == "SIGTERM" else 130
+        return 128 + {"SIGTERM": 15, "SIGHUP": 1}.get(summary["interrupted"], 2)  # the shell's code for each
     return 1 if summary["failed"] else 0
 
 
@@ -131,7 +131,7 @@ def _until_decided(args: argparse.Namespace, spec, fuse: bool) -> int:
         print(f"  {claim}: {why}")
     last = result["summaries"][-1]
     if last.get("interrupted"):
-        return 143 if last["interrupted"] == "SIGTERM" else 130
+        return 128 + {"SIGTERM": 15, "SIGHUP": 1}.get(last["interrupted"], 2)
     return 1 if any(s["failed"] for s in result["summaries"]) else 0
 
 
@@ -148,6 +148,7 @@ def _shared(summary: dict) -> str:
 def _status(args: argparse.Namespace) -> int:
     import json
 
+    from ttrlab.errors import note
     from ttrlab.sweep.spec import load_spec
     from ttrlab.sweep.status import as_json, database_status, render, spec_status
     from ttrlab.sweep.store import ResultStore, redacted
@@ -156,6 +157,8 @@ def _status(args: argparse.Namespace) -> int:
         raise UserError(f"--slowest {args.slowest} must be >= 0")
     spec = load_spec(args.spec) if args.spec else None
     with ResultStore(args.db, create=False) as store:
+        for message in store.notes:
+            note(message)
         statuses = [spec_status(store, spec)] if spec is not None else database_status(store)
         where = f"{redacted(store.url)} (schema {store.schema_version})"
     print(json.dumps(as_json(statuses), indent=2) if args.json else render(statuses, where, args.slowest))

@@ -12,8 +12,8 @@ database the moment they are dispatched (several drivers on one database split t
   (`ttrlab.models` caches the pretrained weights per process, so a worker loads a model once
   and then only copies it per run). The driver hands a worker its next unit when it is free,
   so it always knows which unit each worker holds: a worker that dies (OOM killer, segfault)
-  fails every run of that unit with the exit code and is replaced. Workers ignore SIGINT and
-  SIGTERM (a terminal's Ctrl-C and a batch system's SIGTERM reach the whole process group); the
+  fails every run of that unit with the exit code and is replaced. Workers ignore SIGINT, SIGTERM
+  and SIGHUP (a terminal's Ctrl-C or hangup and a batch system's SIGTERM reach the whole process group); the
   driver then kills them and stops — finished runs are already in the database, the runs in
   flight are redone next time. Workers exit by themselves if the driver disappears (SIGKILL).
   When the spec's runs need GPUs (`resources.gpus > 0`) the pool is sized by GPUs instead of
@@ -302,8 +302,9 @@ def _worker_main(worker_id: int, inbox, events, threads: int, parent_pid: int, c
     """A long-lived worker: take (unit index, kind, configs) from `inbox` until None."""
     if cuda_visible is not None:  # first, before any kind imports torch (CUDA reads it once)
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C and SIGTERM mean
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C, SIGTERM and SIGHUP mean
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     _set_threads(threads)
     while True:
@@ -343,12 +344,29 @@ class _Worker:
         self.inbox.put(None)
 
 
+def _start_resource_tracker() -> None:
+    """multiprocessing's resource tracker (a process of its own, in the driver's process group)
+    ignores SIGINT and SIGTERM but not SIGHUP; started here with SIGHUP ignored, which it
+    inherits, it outlives a closed terminal and cleans up after the driver as it should."""
+    from multiprocessing import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 @executor("local", check=_check_local)
 def run_local(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources: Resources,
               workers: int | None = None, **_: Any) -> None:
     if queue.exhausted:
         return
     slots = local_slots(resources, workers)[:queue.units]
+    _start_resource_tracker()
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     pool: list[_Worker] = []
@@ -458,10 +476,11 @@ def _shutdown(pool: list[_Worker]) -> None:
 
 # ---- ray ----------------------------------------------------------------------------------------
 def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UserError("executor 'ray' needs the optional extra: pip install 'ttrlab[ray]'") from None
+    from ttrlab.extras import require
+
+    require("ray", "executor 'ray'")
+    import ray
+
     return ray
 
 

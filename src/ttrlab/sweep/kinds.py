@@ -28,6 +28,7 @@ import importlib
 import os
 from typing import Any
 
+from ttrlab.errors import UserError, first_line, shown
 from ttrlab.registry import Registry
 
 RUN_KINDS: Registry[Any] = Registry("run kind")
@@ -73,10 +74,23 @@ for _name, _module, _attribute in (
 
 
 def load_plugins() -> None:
+    """Import every module TTRLAB_PLUGINS names. A module that is not installed, or fails to
+    import, is a one-line UserError naming it (and what it lacks), not a traceback from every
+    command."""
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
-        if module not in _loaded:
+        if module in _loaded:
+            continue
+        try:
             importlib.import_module(module)
-            _loaded.add(module)
+        except ModuleNotFoundError as error:
+            lacks = error.name or str(error)
+            needs = "" if lacks in (module, module.split(".")[0]) else f" needs module {lacks!r}, which"
+            raise UserError(f"{PLUGINS_ENV} names module {shown(module)}, which{needs} is not installed: pip install "
+                            f"{shown(lacks)}, or remove it from {PLUGINS_ENV}") from None
+        except Exception as error:  # a plugin's own bug: its first line, and how to get going again
+            raise UserError(f"{PLUGINS_ENV} module {shown(module)} failed to import ({type(error).__name__}: "
+                            f"{first_line(error)}); fix it, or remove it from {PLUGINS_ENV}") from None
+        _loaded.add(module)
 
 
 _loaded: set[str] = set()

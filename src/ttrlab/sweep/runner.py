@@ -38,28 +38,39 @@ from ttrlab.sweep.store import (
     database_url,
     redacted,
     sqlite_path,
+    without_secrets,
 )
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (a batch system's stop, `kill`): handled exactly like Ctrl-C."""
+    """SIGTERM (a batch system's stop, `kill`) or SIGHUP (the terminal or SSH session closed):
+    handled exactly like Ctrl-C. `signal_name` says which."""
+
+    def __init__(self, signal_name: str = "SIGTERM"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
-def _sigterm_as_interrupt():
-    """In the main thread, turn SIGTERM into `Terminated` for the duration of a sweep."""
+def _stop_signals_as_interrupt():
+    """In the main thread, turn SIGTERM and SIGHUP into `Terminated` for the duration of a sweep,
+    so the driver stops as on Ctrl-C: results that arrived are stored, its claims are released."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminate(signum, frame):
-        raise Terminated()
+        raise Terminated(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {number: signal.signal(number, terminate) for number in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def plan(spec: SweepSpec, db: str | os.PathLike | None, retry_failed: bool = False) -> dict[str, Any]:
@@ -110,7 +121,7 @@ def run_sweep(
     planned, duplicates_dropped, already_finished, skipped_failed, ran, finished, failed,
     stored_elsewhere (runs another driver on the same database stored meanwhile), taken_over
     (runs claimed from a driver that is gone: its lease expired, or its process no longer runs
-    on this host), interrupted (None, "SIGINT" or "SIGTERM"), seconds, failures [(label, last
+    on this host), interrupted (None, "SIGINT", "SIGTERM" or "SIGHUP"), seconds, failures [(label, last
     error line)], db. With `fuse`, runs whose kind
     gives them the same fusion key train together in one worker (`groups.work_units`); each
     run is still stored on its own. `lease`: seconds without a heartbeat after which another
@@ -154,8 +165,9 @@ def run_sweep(
                              result=outcome.result, error=outcome.error, started_at=outcome.started_at,
                              seconds=outcome.seconds, host=host, owner=owner)
             except DBAPIError as error:
+                detail = without_secrets(first_line(error.orig or error), store.url)
                 raise UserError(f"cannot store run {run.label()!r} in database {summary['db']!r}: "
-                                f"{first_line(error.orig or error)}; the runs stored before are intact, re-run the same "
+                                f"{detail}; the runs stored before are intact, re-run the same "
                                 "command to resume") from None
             summary["ran"] += 1
             if outcome.ok:
@@ -174,10 +186,10 @@ def run_sweep(
             queue = WorkQueue(work_units(todo, fuse=fuse), store, owner=owner, sweep_id=sweep_id,
                               retry_failed=retry_failed, fuse=fuse, lease=lease, on_settled=on_settled)
             try:
-                with _sigterm_as_interrupt(), queue:
+                with _stop_signals_as_interrupt(), queue:
                     chosen.run(queue, on_outcome, monitor, spec.resources, workers=workers, ray_address=ray_address)
             except KeyboardInterrupt as interrupt:
-                summary["interrupted"] = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+                summary["interrupted"] = interrupt.signal_name if isinstance(interrupt, Terminated) else "SIGINT"
             finally:
                 try:
                     store.link(sweep_id, spec.kind, stored_elsewhere)

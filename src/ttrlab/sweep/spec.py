@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,13 +180,13 @@ def load_spec(source: str | Path | Mapping[str, Any], base: Mapping[str, Any] | 
         except yaml.YAMLError as error:  # a Python object a caller put in
             raise UserError(f"sweep spec holds a value YAML cannot write: {str(error).splitlines()[0]}") from None
     else:
-        from ttrlab.io import read_text
+        from ttrlab.io import path_errors, read_text, user_path
 
-        path = Path(source)
-        if not path.exists():
-            raise UserError(f"sweep spec {str(path)!r} does not exist")
-        if not path.is_file():
-            raise UserError(f"sweep spec {str(path)!r} is not a file")
+        path = user_path(source, "sweep spec")
+        with path_errors("sweep spec", path):
+            if not path.is_file():
+                raise UserError(f"sweep spec {str(path)!r} is not a file" if os.path.lexists(path)
+                                else f"sweep spec {str(path)!r} does not exist")
         text = read_text(path, "sweep spec")
         data = parse_yaml(text, f"sweep spec {str(path)!r}")
         if not isinstance(data, dict):
@@ -233,15 +234,21 @@ def _parse(data: dict[str, Any], where: str) -> SweepSpec:
     _check_keys(data, SPEC_KEYS, where)
     name = data.get("name") or (Path(where).stem if where != "sweep spec" else "sweep")
     _require(isinstance(name, str), f"{where}: 'name' must be a string, got {shown(name)}")
+    from ttrlab.sweep.store import Sweep, check_stored_text
+
+    check_stored_text(name, Sweep.__table__.c.name, f"{where}: sweep name")  # before any database is made
     kind = data.get("kind", "train")
     from ttrlab.sweep.kinds import RUN_KINDS
 
     if kind not in RUN_KINDS:
         RUN_KINDS.get(kind)  # raises the "unknown run kind ... did you mean" UserError
+    from ttrlab.sweep.store import Run
+
+    check_stored_text(kind, Run.__table__.c.kind, f"{where}: run kind")
     description = data.get("description", "")
     _require(description is None or isinstance(description, str),
              f"{where}: 'description' must be text, got {shown(description)}")
-    base = _mapping(data.get("base", {}), f"{where}: 'base'")
+    base = _no_seed(_mapping(data.get("base", {}), f"{where}: 'base'"), f"{where}: 'base'")
     seeds = _seeds(data.get("seeds", [0]), f"{where}: 'seeds'")
     resources = _resources(data.get("resources", {}), f"{where}: 'resources'")
     figures = data.get("figures", [])
@@ -265,12 +272,12 @@ def _parse(data: dict[str, Any], where: str) -> SweepSpec:
             _require(axis != "seed", f"{label}: 'seed' is not an axis; list seeds under 'seeds'")
             _require(isinstance(values, list), f"{label}: axis {shown(axis)} must be a list of values, got {shown(values)}")
             _require(len(values) > 0, f"{label}: axis {shown(axis)} is empty; give at least one value")
-        include = _rules(grid.get("include", []), f"{label}: 'include'")
-        exclude = _rules(grid.get("exclude", []), f"{label}: 'exclude'")
+        include = [_no_seed(rule, f"{label}: 'include'") for rule in _rules(grid.get("include", []), f"{label}: 'include'")]
+        exclude = [_no_seed(rule, f"{label}: 'exclude'") for rule in _rules(grid.get("exclude", []), f"{label}: 'exclude'")]
         _require(axes or include, f"{label}: nothing to run; give 'axes' or 'include'")
         grids.append({
             "name": str(gname),
-            "base": _mapping(grid.get("base", {}), f"{label}: 'base'"),
+            "base": _no_seed(_mapping(grid.get("base", {}), f"{label}: 'base'"), f"{label}: 'base'"),
             "axes": axes,
             "include": include,
             "exclude": exclude,
@@ -287,6 +294,7 @@ def _parse(data: dict[str, Any], where: str) -> SweepSpec:
 def expand(spec: SweepSpec) -> Expansion:
     """Every (grid point × seed) as a validated PlannedRun, duplicates (same run key) dropped."""
     from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.sweep.store import RUN_KEY_LENGTH
 
     kind = RUN_KINDS.get(spec.kind)
     planned = sum(_point_count(grid) * len(grid["seeds"] or spec.seeds) for grid in spec.grids)
@@ -302,10 +310,7 @@ def expand(spec: SweepSpec) -> Expansion:
             _require(axis not in grid["base"], f"{label}: {axis!r} is both in 'base' and an axis")
         fixed = {**spec.base, **grid["base"]}
         for rule in grid["exclude"]:
-            for key in rule:
-                _require(key in grid["axes"] or key in fixed,
-                         f"{label}: exclude rule names {key!r}, which is neither an axis nor a base key"
-                         f"{did_you_mean(str(key), [*grid['axes'], *fixed])}")
+            _check_exclude(rule, grid["axes"], fixed, label)
         for point in _grid_points(grid, fixed):
             for seed in grid["seeds"] or spec.seeds:
                 values = {**spec.base, **grid["base"], **point, "seed": seed}
@@ -314,12 +319,17 @@ def expand(spec: SweepSpec) -> Expansion:
                 except UserError as error:
                     raise UserError(f"{label}: {error}") from None
                 key = kind.run_key(config)
+                _require(isinstance(key, str) and 0 < len(key) <= RUN_KEY_LENGTH,
+                         f"{label}: run kind {spec.kind!r} gave the run key {shown(key)}; a run key is text of 1 to "
+                         f"{RUN_KEY_LENGTH} characters")
                 points += 1
                 if key in seen:
                     continue
                 seen.add(key)
                 config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(values)
                 runs.append(PlannedRun(spec.kind, config, config_dict, key, grid["name"], dict(point)))
+    _require(runs, f"sweep {spec.name!r} plans no runs: its exclude rules remove every point of every grid; "
+                   "nothing was run or created")
     return Expansion(runs=runs, points=points, duplicates=points - len(runs))
 
 
@@ -346,6 +356,26 @@ def _expand_rule(rule: dict[str, Any]) -> list[dict[str, Any]]:
     keys = list(rule)
     options = [v if isinstance(v, list) else [v] for v in rule.values()]
     return [dict(zip(keys, combo)) for combo in itertools.product(*options)]
+
+
+def _check_exclude(rule: dict[str, Any], axes: dict[str, list], fixed: dict[str, Any], label: str) -> None:
+    """An exclude rule names axes or base keys, and only values they take (a typo or a quoted
+    number would otherwise exclude nothing, silently)."""
+    for key, wanted in rule.items():
+        _require(key in axes or key in fixed,
+                 f"{label}: exclude rule names {key!r}, which is neither an axis nor a base key"
+                 f"{did_you_mean(str(key), [*axes, *fixed])}")
+        taken = axes[key] if key in axes else [fixed[key]]
+        for value in wanted if isinstance(wanted, list) else [wanted]:
+            _require(any(_same(value, t) for t in taken),
+                     f"{label}: exclude rule {shown(rule)}: {key} {shown(value)} is not a value the grid takes "
+                     f"(allowed: {', '.join(shown(t, 30) for t in taken)})")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as a point value (True is not 1, "0.1" is not 0.1)."""
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                             and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
 
 
 def _matches(point: dict[str, Any], rule: dict[str, Any]) -> bool:
@@ -382,6 +412,14 @@ def _rules(value: Any, where: str) -> list[dict[str, Any]]:
             _require(not (isinstance(v, list) and not v), f"{where}: {shown(key)} has an empty list")
         rules.append(dict(rule))
     return rules
+
+
+def _no_seed(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """A base or a rule may not set `seed`: the seeds of a sweep are its `seeds` list (a `seed`
+    here would be overridden by them, silently)."""
+    _require("seed" not in values, f"{where} sets seed {shown(values.get('seed'))}, which conflicts with the spec's "
+                                   "seeds; list the seeds under 'seeds' (e.g. seeds: [7])")
+    return values
 
 
 def _seeds(value: Any, where: str) -> list[int]:

@@ -34,9 +34,14 @@ SQLite opens read-only, nothing is created or migrated.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import platform
+import re
+import sqlite3
+import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -53,6 +58,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    cast,
     create_engine,
     delete,
     event,
@@ -61,15 +67,17 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from ttrlab.errors import UserError, first_line
+from ttrlab.errors import UserError, first_line, shown
+from ttrlab.io import path_errors, user_path
 
 FINISHED, FAILED = "finished", "failed"
 SCHEMA_VERSION = 2  # 1: sweeps, runs, metrics, sweep_runs; 2: + claims, ttrlab_meta
 DEFAULT_LEASE_SECONDS = 120.0
+SQLITE_BUSY_SECONDS = 30.0  # how long an SQLite driver waits for another's write lock
 
 # What `claim` found: this driver now holds the run (new, or taken over from a driver whose
 # lease expired); it is stored already (finished, or failed and not to be retried); another
@@ -175,6 +183,9 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+METRIC_NAME_LENGTH = Metric.__table__.c.name.type.length
+RUN_KEY_LENGTH = Run.__table__.c.run_key.type.length
+
 # The tables (and columns) a ttrlab database of each schema version has; anything else is foreign.
 TTRLAB_TABLES_V1 = {"sweeps", "runs", "metrics", "sweep_runs"}
 TTRLAB_TABLES = {table.name for table in Base.metadata.sorted_tables}
@@ -189,9 +200,14 @@ class Owner:
     pid: int = field(default_factory=os.getpid)
 
 
-def database_url(db: str | os.PathLike) -> str:
-    """A path becomes an SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
-    text = str(db)
+def database_url(db: str | os.PathLike | URL) -> URL:
+    """Where results go, as an SQLAlchemy URL: a value with '://' is an SQLAlchemy URL as the user
+    wrote it; anything else is the path of an SQLite file. A path becomes a URL only through
+    `URL.create`, never by pasting it into URL text, so '?', '#' and '%' in a file name stay part
+    of the name (`res?v2.sqlite` is that file, not `res` with a query)."""
+    if isinstance(db, URL):
+        return db
+    text = os.fspath(db) if isinstance(db, os.PathLike) else str(db)
     if "://" in text:
         try:
             url = make_url(text)
@@ -205,35 +221,89 @@ def database_url(db: str | os.PathLike) -> str:
         except NoSuchModuleError:
             raise UserError(f"database URL {redacted(text)!r}: unknown database kind {url.drivername!r} "
                             "(e.g. sqlite:///path, postgresql+psycopg://user@host/db)") from None
-        return url.render_as_string(hide_password=False)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        raise UserError(f"database {text!r} is a directory; give a file path such as results.sqlite")
-    if not path.parent.is_dir():
-        raise UserError(f"database folder {str(path.parent)!r} does not exist")
-    return f"sqlite:///{path.resolve()}"
+        return url
+    path = user_path(text, "database")
+    with path_errors("database", path):
+        if path.is_dir():
+            raise UserError(f"database {text!r} is a directory; give a file path such as results.sqlite")
+        if text.endswith(os.sep):  # Path() would drop the slash and make a file of that name
+            raise UserError(f"database {text!r} names a folder; give a file path such as results.sqlite")
+        if not path.parent.is_dir():
+            raise UserError(f"database folder {str(path.parent)!r} does not exist")
+        if os.path.lexists(path) and not path.is_file():
+            raise UserError(f"database {text!r} is not a regular file (a device, FIFO, socket or a broken link)")
+        return URL.create("sqlite", database=str(path.resolve()))
 
 
-def redacted(url: str) -> str:
-    """The URL with any password hidden, an SQLite file as its path (for reports and messages)."""
+# Query parameters of a database URL whose values are secrets (libpq's password, sslpassword,
+# and anything else named like one); their values are never shown.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
+
+
+def redacted(url: str | URL) -> str:
+    """The database as a message, the status header and a report may show it: an SQLite file as
+    its path; a server URL with every secret hidden (the password of `user:pass@host`, also one
+    holding '@'; `password=`, `sslpassword=` and the like in the query); a URL that does not
+    parse as its scheme alone."""
+    if not isinstance(url, URL):
+        text = str(url)
+        try:
+            url = make_url(text)
+        except (ArgumentError, ValueError):
+            return f"{text.split('://', 1)[0][:40]}://*** (a URL that does not parse; not shown)"
     path = sqlite_path(url)
     if path is not None:
         return str(path)
+    host, hidden = url.host, url.password is not None
+    if host and "@" in host:  # a password with an unescaped '@': what precedes the last '@' is secret
+        host, hidden = host.rsplit("@", 1)[1], True
+    shown_url = url.set(host=host, password="***" if hidden else None, query={})
+    text = shown_url.render_as_string(hide_password=True)
+    pairs = []
+    for key, value in url.query.items():
+        for one in value if isinstance(value, tuple) else (value,):
+            pairs.append(f"{key}={'***' if _SECRET_PARAMETER.search(key) else one}")
+    return text + ("?" + "&".join(pairs) if pairs else "")
+
+
+def secrets_of(url: str | URL) -> list[str]:
+    """The secret strings a database URL holds (to hide them in a driver's error text too)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        url = url if isinstance(url, URL) else make_url(str(url))
     except (ArgumentError, ValueError):
-        return "<an unreadable database URL>" if "@" in url else url  # it may hold a password
+        return []
+    found = [url.password] if url.password else []
+    if url.host and "@" in url.host:
+        found.append(url.host.rsplit("@", 1)[0])
+    for key, value in url.query.items():
+        if _SECRET_PARAMETER.search(key):
+            found.extend(value if isinstance(value, tuple) else (value,))
+    return [secret for secret in found if secret]
+
+
+def without_secrets(text: str, url: str | URL) -> str:
+    """`text` (a database driver's error line) with every secret of `url` replaced by ***. A
+    secret too short to replace without mangling the words around it (the 'ss' of a password
+    'p@ss') hides the whole text instead."""
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        if secret in text and len(secret) < 4:
+            return "(the driver's message is not shown: it may hold the password)"
+        text = text.replace(secret, "***")
+    return text
 
 
 def flatten_metrics(metrics: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float]:
-    """{"clean": {"accuracy": .9}, "asr": .1, "triggered": None} -> {"clean.accuracy": .9, "asr": .1}."""
+    """{"clean": {"accuracy": .9}, "asr": .1, "triggered": None} -> {"clean.accuracy": .9, "asr": .1}.
+    Names longer than the metrics table's column, or holding a NUL, are left out on every
+    backend alike (the stored result document keeps them)."""
     flat: dict[str, float] = {}
     for key, value in (metrics or {}).items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(flatten_metrics(value, name + "."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            flat[name] = float(value)
+        elif (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and len(name) <= METRIC_NAME_LENGTH and "\x00" not in name):
+            flat[name] = float(value)  # a name the metrics table cannot hold stays in the result document only
     return flat
 
 
@@ -254,6 +324,48 @@ def storable(value: Any) -> Any:
     return storable(str(value))
 
 
+def _parsed_row(status: str, config: str | None, result: str | None, seconds: Any,
+                versions: str | None) -> dict[str, Any]:
+    """A run row's JSON columns (as text) parsed and checked; ValueError saying what is wrong."""
+    def parsed(text: str | None, column: str) -> Any:
+        try:
+            return None if text is None else json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"its {column} is not valid JSON") from None
+
+    document = {"config": parsed(config, "config"), "result": parsed(result, "result"),
+                "versions": parsed(versions, "versions")}
+    if not isinstance(document["config"], dict):
+        raise ValueError(f"its config is {_json_type(document['config'])}, not an object")
+    if not isinstance(document["result"], dict) and (status == FINISHED or document["result"] is not None):
+        raise ValueError(f"its result is {_json_type(document['result'])}, not an object")
+    if document["result"] is not None and not isinstance(document["result"].get("metrics", {}), dict):
+        raise ValueError(f"its result's metrics are {_json_type(document['result']['metrics'])}, not an object")
+    if document["versions"] is not None and not isinstance(document["versions"], dict):
+        raise ValueError(f"its versions are {_json_type(document['versions'])}, not an object")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))):
+        raise ValueError("its seconds are not a number")  # SQLite keeps whatever was written
+    document["seconds"] = seconds
+    return document
+
+
+def _json_type(value: Any) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def check_stored_text(value: str, column, what: str) -> str:
+    """`value` as the database stores it in `column`, on every backend alike: no NUL character
+    (PostgreSQL text cannot hold one) and no more characters than the column's length (which
+    PostgreSQL enforces and SQLite does not). UserError naming `what` otherwise."""
+    if "\x00" in value:
+        raise UserError(f"{what} {shown(value)} contains a NUL character, which the database cannot store")
+    limit = getattr(column.type, "length", None)
+    if limit is not None and len(value) > limit:
+        raise UserError(f"{what} {shown(value)} is {len(value)} characters long; the database stores at most {limit}")
+    return value
+
+
 class EmptyDatabase(UserError):
     """A reader opened a database that exists but holds no ttrlab tables yet."""
 
@@ -262,11 +374,31 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-def sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str | URL) -> Path | None:
     """The file of an SQLite URL (None for a server database or an in-memory one)."""
-    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
-    return None
+    if not isinstance(url, URL):
+        try:
+            url = make_url(str(url))
+        except (ArgumentError, ValueError):
+            return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def _sqlite_reader_url(path: Path, immutable: bool) -> URL:
+    """A read-only SQLite URI for `path` (percent-encoded: a URI gives '?', '#', '%' meaning).
+    `immutable`: no locks and no -shm file, for read-only storage, where SQLite cannot open a
+    WAL database any other way."""
+    query = {"mode": "ro", "uri": "true", **({"immutable": "1"} if immutable else {})}
+    return URL.create("sqlite", database="file:" + urllib.parse.quote(str(path)), query=query)
+
+
+def _on_read_only_storage(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY) or not os.access(path.parent, os.W_OK)
+    except OSError:
+        return False
 
 
 class ResultStore:
@@ -275,22 +407,18 @@ class ResultStore:
     existing ttrlab database and never writes to it. Either way a file that is not a database,
     a foreign database or a newer schema is refused with one line before anything is written."""
 
-    def __init__(self, db: str | os.PathLike, create: bool = True):
+    def __init__(self, db: str | os.PathLike | URL, create: bool = True):
         self.url = database_url(db)
         self.writable = create
+        self.notes: list[str] = []  # what a reader should tell its user (e.g. read as immutable)
+        self.skipped: list[dict[str, Any]] = []  # damaged rows `runs` left out
         path = sqlite_path(self.url)
-        if path is not None and not create and not path.is_file():
-            raise UserError(f"database {str(path)!r} does not exist")
+        if path is not None and not create:
+            with path_errors("database", path):
+                if not path.is_file():
+                    raise UserError(f"database {str(path)!r} does not exist")
         # A reader opens SQLite read-only, so not even a journal-mode change reaches the file.
-        engine_url = f"sqlite:///file:{path}?mode=ro&uri=true" if path is not None and not create else self.url
-        try:
-            self.engine: Engine = create_engine(engine_url)
-        except ImportError as error:  # the URL names a database whose Python driver is not installed
-            raise UserError(f"database URL {redacted(self.url)!r} needs a driver that is not installed "
-                            f"({error.name or error}); for PostgreSQL: pip install 'ttrlab[postgres]'") from None
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_connection)
-            event.listen(self.engine, "begin", _sqlite_begin_immediate if create else _sqlite_begin)
+        self.engine = self._engine(_sqlite_reader_url(path, False) if path is not None and not create else self.url)
         try:
             self.schema_version = self._open_schema()
         except UserError:
@@ -298,8 +426,39 @@ class ResultStore:
             raise
         except (OperationalError, DatabaseError) as error:
             self.engine.dispose()
-            raise UserError(f"cannot open database {redacted(self.url)!r}: {first_line(error.orig or error)}") from None
+            if path is None or create or not _on_read_only_storage(path):
+                raise self._cannot_open(error) from None
+            # A WAL database on read-only storage: SQLite cannot make its -shm file there.
+            self.engine = self._engine(_sqlite_reader_url(path, True))
+            try:
+                self.schema_version = self._open_schema()
+            except UserError:
+                self.engine.dispose()
+                raise
+            except (OperationalError, DatabaseError) as again:
+                self.engine.dispose()
+                raise self._cannot_open(again) from None
+            wal = path.with_name(path.name + "-wal")
+            unread = wal.is_file() and wal.stat().st_size > 0
+            self.notes.append(f"database {str(path)!r} is on read-only storage: read as an immutable file"
+                              + (f"; runs still in its write-ahead log {wal.name!r} are not seen (copy the database "
+                                 "and that file to writable storage to read them)" if unread else ""))
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _engine(self, url: URL) -> Engine:
+        try:
+            engine = create_engine(url)
+        except ImportError as error:  # the URL names a database whose Python driver is not installed
+            raise UserError(f"database URL {redacted(self.url)!r} needs a driver that is not installed "
+                            f"({error.name or error}); for PostgreSQL: pip install 'ttrlab[postgres]'") from None
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_connection)
+            event.listen(engine, "begin", _sqlite_begin_immediate if self.writable else _sqlite_begin)
+        return engine
+
+    def _cannot_open(self, error: Exception) -> UserError:
+        detail = first_line(getattr(error, "orig", None) or error)
+        return UserError(f"cannot open database {redacted(self.url)!r}: {without_secrets(detail, self.url)}")
 
     def _open_schema(self) -> int:
         """Check what the database holds; for a driver, create or migrate it. Returns the
@@ -356,12 +515,23 @@ class ResultStore:
     def _wal(self) -> None:
         """SQLite only, and only once the file is known to be ttrlab's: WAL is a property of
         the file (it rewrites the header), so a foreign file must never get it."""
-        if self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name != "sqlite":
+            return
+        # Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+        # locked" at once (no busy wait) while another driver that started at the same moment
+        # holds any lock: retry for as long as a write would wait.
+        deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+        while True:
             connection = self.engine.raw_connection()  # outside any transaction, as SQLite needs
             try:
                 connection.driver_connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise self._cannot_open(error) from None
             finally:
                 connection.close()
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -380,15 +550,22 @@ class ResultStore:
     # ---- sweeps ---------------------------------------------------------------------------
     def register_sweep(self, name: str, spec_sha256: str, spec_text: str = "", spec_path: str | None = None,
                        planned_runs: int = 0) -> int:
+        """The id of the sweep (name, spec hash), inserted if new: one atomic insert-or-get, so
+        drivers started together on a new database all get the one row (the loser of the race
+        for the unique key rolls back only its savepoint and reads the winner's row)."""
+        check_stored_text(name, Sweep.__table__.c.name, "sweep name")
         with self.session() as s:
             sweep = s.scalar(select(Sweep).where(Sweep.name == name, Sweep.spec_sha256 == spec_sha256))
             if sweep is None:
-                sweep = Sweep(name=name, spec_sha256=spec_sha256, spec_text=spec_text, spec_path=spec_path,
-                              created_at=_now(), planned_runs=planned_runs)
-                s.add(sweep)
-                s.flush()
-            else:
-                sweep.planned_runs = planned_runs
+                try:
+                    with s.begin_nested():
+                        s.add(Sweep(name=name, spec_sha256=spec_sha256, spec_text=storable(spec_text),
+                                    spec_path=storable(spec_path), created_at=_now(), planned_runs=planned_runs))
+                except IntegrityError:
+                    pass  # another driver registered it a moment ago
+                sweep = s.scalar(select(Sweep).where(Sweep.name == name, Sweep.spec_sha256 == spec_sha256))
+            sweep.planned_runs = planned_runs
+            s.flush()
             return sweep.id
 
     def sweeps(self) -> list[Sweep]:
@@ -413,8 +590,7 @@ class ResultStore:
         with self.session() as s:
             for start in range(0, len(keys), 500):
                 ids = s.scalars(select(Run.id).where(Run.kind == kind, Run.run_key.in_(keys[start : start + 500])))
-                for run_id in ids:
-                    s.merge(SweepRun(sweep_id=sweep_id, run_id=run_id))
+                _link_runs(s, sweep_id, list(ids))
 
     def record(self, *, sweep_id: int | None, kind: str, run_key: str, config: dict[str, Any],
                result: dict[str, Any] | None = None, error: str | None = None,
@@ -440,7 +616,7 @@ class ResultStore:
                     run = s.scalar(select(Run).where(Run.kind == kind, Run.run_key == run_key))
                     if run is not None and run.status == FINISHED:
                         if sweep_id is not None:
-                            s.merge(SweepRun(sweep_id=sweep_id, run_id=run.id))
+                            _link_runs(s, sweep_id, [run.id])
                         return run.id  # someone finished it already: keep the first result
                     if run is None:
                         run = Run(kind=kind, run_key=run_key, attempts=0)
@@ -452,7 +628,7 @@ class ResultStore:
                     run.metrics = [Metric(name=name, value=value) for name, value in metrics.items()]
                     s.flush()
                     if sweep_id is not None:
-                        s.merge(SweepRun(sweep_id=sweep_id, run_id=run.id))
+                        _link_runs(s, sweep_id, [run.id])
                     return run.id
             except IntegrityError:
                 if attempt == 1:
@@ -552,36 +728,70 @@ class ResultStore:
 
     def runs(self, status: str | None = FINISHED, kind: str | None = None) -> list[dict[str, Any]]:
         """Runs as plain dicts: kind, run_key, status, config, metrics (flat), result, error,
-        seconds, versions, sweeps (names)."""
+        seconds, versions, sweeps (names). A row that is not what ttrlab writes (a config or
+        result that is not a JSON object, a time that is not a number: edited by hand, or
+        damaged) is left out and named in `skipped` (id, kind, run key, what is wrong)."""
         chosen = [clause for clause in (Run.status == status if status is not None else None,
                                         Run.kind == kind if kind is not None else None) if clause is not None]
+        # The JSON columns come as text and are parsed here, row by row: one damaged row must
+        # not make every other row unreadable.
+        columns = (Run.id, Run.kind, Run.run_key, Run.status, cast(Run.config, Text), cast(Run.result, Text), Run.error,
+                   Run.seconds, cast(Run.versions, Text), Run.attempts, Run.host, Run.finished_at)
         with self.session() as s:
-            runs = list(s.scalars(select(Run).where(*chosen).order_by(Run.id)))
+            rows = s.execute(select(*columns).where(*chosen).order_by(Run.id)).all()
             # only the chosen runs' metrics and links (a join on the same filter, not every row)
             metric_rows = s.execute(select(Metric.run_id, Metric.name, Metric.value)
-                                    .join(Run, Run.id == Metric.run_id).where(*chosen)).all() if runs else []
+                                    .join(Run, Run.id == Metric.run_id).where(*chosen)).all() if rows else []
             link_rows = s.execute(select(SweepRun.run_id, Sweep.name).join(Sweep, Sweep.id == SweepRun.sweep_id)
-                                  .join(Run, Run.id == SweepRun.run_id).where(*chosen)).all() if runs else []
+                                  .join(Run, Run.id == SweepRun.run_id).where(*chosen)).all() if rows else []
         metrics: dict[int, dict[str, float]] = {}
         for run_id, name, value in metric_rows:
             metrics.setdefault(run_id, {})[name] = value
         sweeps: dict[int, list[str]] = {}
         for run_id, name in link_rows:
             sweeps.setdefault(run_id, []).append(name)
-        return [
-            {
-                "id": r.id, "kind": r.kind, "run_key": r.run_key, "status": r.status, "config": r.config,
-                "metrics": metrics.get(r.id, {}), "result": r.result, "error": r.error, "seconds": r.seconds,
-                "versions": r.versions, "attempts": r.attempts, "host": r.host,
-                "finished_at": r.finished_at, "sweeps": sorted(sweeps.get(r.id, [])),
-            }
-            for r in runs
-        ]
+        runs = []
+        for run_id, run_kind, run_key, run_status, config, result, error, seconds, versions, attempts, host, finished \
+                in rows:
+            try:
+                parsed = _parsed_row(run_status, config, result, seconds, versions)
+            except ValueError as problem:
+                self.skipped.append({"id": run_id, "kind": run_kind, "run_key": run_key, "problem": str(problem)})
+                continue
+            runs.append({
+                "id": run_id, "kind": run_kind, "run_key": run_key, "status": run_status, **parsed,
+                "metrics": metrics.get(run_id, {}), "error": error, "attempts": attempts, "host": host,
+                "finished_at": finished, "sweeps": sorted(sweeps.get(run_id, [])),
+            })
+        return runs
 
     def counts(self) -> dict[str, int]:
         """{status: number of runs}."""
         with self.session() as s:
             return dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+
+
+def _link_runs(session: Session, sweep_id: int, run_ids: list[int]) -> None:
+    """Link runs to a sweep in one statement that ignores links already there: two drivers may
+    link the same run at once (one records it, the other counts it as stored elsewhere), and a
+    read-then-insert would let the second fail on the primary key."""
+    if not run_ids:
+        return
+    rows = [{"sweep_id": sweep_id, "run_id": run_id} for run_id in run_ids]
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        session.execute(insert(SweepRun).values(rows).on_conflict_do_nothing())
+        return
+    for row in rows:  # another database: one savepoint per link
+        try:
+            with session.begin_nested():
+                session.execute(SweepRun.__table__.insert().values(**row))
+        except IntegrityError:
+            pass
 
 
 def _sqlite_connection(dbapi_connection, _record) -> None:
@@ -591,7 +801,7 @@ def _sqlite_connection(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
     cursor.close()
 
 

@@ -155,7 +155,7 @@ def _model_quantity(args: argparse.Namespace) -> int:
 
 def _spectrum(args: argparse.Namespace) -> int:
     from ttrlab.cli import print_json
-    from ttrlab.io import check_writable_dir, check_writable_file, write_json_atomic
+    from ttrlab.io import check_distinct, check_output_file, check_output_folder, own_folder, write_json_atomic
     from ttrlab.methods import INIT_STRATEGIES
     from ttrlab.theory.experiment import model_fan_in
     from ttrlab.theory.spectrum import ata_eigenvalues, draw_a, theorem_3_4_check
@@ -175,9 +175,10 @@ def _spectrum(args: argparse.Namespace) -> int:
     fan_in = args.fan_in if args.fan_in is not None else model_fan_in(args.model)
     _check_spectrum_sizes(args.rank, fan_in, args.seed)
     if args.out:
-        check_writable_file(args.out)
+        check_output_file(args.out)
     if args.figure_dir:
-        check_writable_dir(args.figure_dir)
+        check_output_folder(args.figure_dir, "--figure-dir")
+    check_distinct({"--out": (args.out, False), "--figure-dir": (args.figure_dir, True)})
     checks = []
     for strategy in strategies:
         for rank in args.rank:
@@ -186,6 +187,7 @@ def _spectrum(args: argparse.Namespace) -> int:
     if args.figure_dir:
         from ttrlab.theory.figures import plot_spectrum_vs_mp
 
+        own_folder(args.figure_dir, "--figure-dir")
         for rank in args.rank:
             for k in scales:
                 a, variance = draw_a(strategies[0], rank, fan_in, k, args.seed)
@@ -210,7 +212,7 @@ def _spectrum(args: argparse.Namespace) -> int:
 def _fig3(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ttrlab.io import check_writable_file, write_json_atomic
+    from ttrlab.io import check_distinct, check_figure_file, check_output_file, write_json_atomic
     from ttrlab.methods import INIT_STRATEGIES
     from ttrlab.theory.figures import plot_fig3
     from ttrlab.theory.spectrum import h_prime_map
@@ -223,9 +225,10 @@ def _fig3(args: argparse.Namespace) -> int:
     if args.renyi_alpha < 0:
         raise UserError(f"--renyi-alpha {args.renyi_alpha} must be >= 0")
     _check_spectrum_sizes(args.rank, args.fan_in, args.seed)
-    check_writable_file(args.out)
+    check_output_file(args.out)
     figure = args.figure or str(Path(args.out).with_suffix(".png"))
-    check_writable_file(figure)
+    check_figure_file(figure, "--figure" if args.figure else "figure (--out with .png)")
+    check_distinct({"--out": (args.out, False), "--figure" if args.figure else "the figure (--out with .png)": (figure, False)})
     grid = h_prime_map(args.rank, np.geomspace(args.scale_min, args.scale_max, args.scales), args.fan_in,
                        args.renyi_alpha, args.init, args.seed)
     write_json_atomic(args.out, grid)
@@ -239,7 +242,7 @@ def _compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ttrlab.experiment import load_run_data
-    from ttrlab.io import check_writable_dir, write_json_atomic
+    from ttrlab.io import check_output_folder, own_folder, write_json_atomic
     from ttrlab.theory.experiment import compute_theory
     from ttrlab.theory.measures import theorem_3_6_check
 
@@ -254,8 +257,9 @@ def _compare(args: argparse.Namespace) -> int:
             configs.append((f"lora-r{rank}-k{k:g}", base.replace(method="lora", rank=rank, init_scale=k)))
     for _, config in configs:  # every config is checked before the first is computed
         config.validate()
-    out_dir = check_writable_dir(args.out_dir)
+    out_dir = check_output_folder(args.out_dir, "--out-dir")
     data = load_run_data(base)
+    own_folder(out_dir, "--out-dir")
     progress = _progress(not args.quiet)
     results = {}
     for label, config in configs:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ttrlab.errors import UserError
+from ttrlab.io import save_figure
 
 
 def pyplot():
@@ -53,9 +54,7 @@ def plot_fig3(grid: dict, path: str | Path, svg_path: str | Path | None = None) 
         fig.colorbar(mesh, ax=ax, label=f"H′_{label} (nats)")
         ax.legend(loc="lower left", fontsize=8)
     fig.suptitle(f"Figure 3: eigenvalues of AᵀA, A ∈ R^(r×{grid['fan_in']}), init {grid['strategy']}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    path = save_figure(fig, path, dpi=130)
     if svg_path is not None:
         save_svg(fig, svg_path)
     plt.close(fig)
@@ -67,10 +66,8 @@ def save_svg(fig, path: str | Path) -> Path:
     import matplotlib
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": path.stem}):
-        fig.savefig(path)
-    return path
+        return save_figure(fig, path)
 
 
 def plot_spectrum_vs_mp(eigenvalues: np.ndarray, rank: int, fan_in: int, variance: float, path: str | Path, title: str = "") -> Path:
@@ -91,9 +88,7 @@ def plot_spectrum_vs_mp(eigenvalues: np.ndarray, rank: int, fan_in: int, varianc
     ax.set_ylabel("density")
     ax.set_title(title or f"r = {rank}, n = {fan_in}, σ²·n = {variance * fan_in:.3g}")
     ax.legend(fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    path = save_figure(fig, path, dpi=130)
     plt.close(fig)
     return path
 
