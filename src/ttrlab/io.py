@@ -295,10 +295,18 @@ def check_figure_file(path: str | os.PathLike, what: str = "figure") -> Path:
 
 def save_figure(fig, path: str | os.PathLike, what: str = "figure", **options: Any) -> Path:
     """`fig.savefig` into memory, then `write_bytes_atomic`: a killed process or a full disk never
-    leaves a truncated PNG or SVG."""
+    leaves a truncated PNG or SVG. No creation date is written, so the same figure is the same
+    file whenever it is drawn (a republished report changes only where its numbers do)."""
     path = Path(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", **options)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    if fmt in ("svg", "pdf", "ps", "eps") and "metadata" not in options:
+        options["metadata"] = {"Date": None}
+    if fmt == "svg":
+        import matplotlib
+
+        matplotlib.rcParams["svg.hashsalt"] = "ttrlab"  # element ids from a fixed salt, not a random one
+    fig.savefig(buffer, format=fmt, **options)
     return write_bytes_atomic(path, buffer.getvalue(), what)
 
 

@@ -48,9 +48,17 @@ class Section:
     def identity(self, values: dict[str, Any]) -> None:
         """Remove from `values` (the flat resolved config) what does not change the run."""
 
+    # keys `identity` may add beyond the fields (a revision marker: methods.init)
+    IDENTITY_EXTRAS: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def owned_names(cls) -> tuple[str, ...]:
+        """The names this section puts into a stored config or a run's identity."""
+        return (*cls.field_names(), *cls.IDENTITY_EXTRAS)
 
     @classmethod
     def of(cls: type[S], config: Any) -> S:

@@ -32,6 +32,7 @@ class LoRASettings(Section):
     runs of other methods, and not part of their identity."""
 
     METHOD_SETTINGS = True
+    IDENTITY_EXTRAS = ("init_revision",)
 
     rank: int = setting(8, "LoRA rank r")
     alpha: float = setting(16.0, "LoRA alpha (scaling s = alpha / r)")

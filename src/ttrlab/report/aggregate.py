@@ -124,7 +124,7 @@ def method_label(config: dict[str, Any]) -> str:
 
 def method_owned_keys() -> set[str]:
     """Every registered method's own setting names (LoRA's rank, alpha, ...)."""
-    return {name for section in method_settings() for name in section.field_names()}
+    return {name for section in method_settings() for name in section.owned_names()}
 
 
 # ---- cells --------------------------------------------------------------------------------------

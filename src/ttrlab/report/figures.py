@@ -47,7 +47,15 @@ from ttrlab.attacks import ATTACKS, BACKDOOR, UNTARGETED, AttackFamily
 from ttrlab.data.tasks import task_label
 from ttrlab.evaluation import METRICS
 from ttrlab.methods import METHODS, full_method
-from ttrlab.report.aggregate import cell_config, is_default_setting, method_label, method_owned_keys, task_type, trains
+from ttrlab.report.aggregate import (
+    cell_config,
+    is_default_setting,
+    is_stale,
+    method_label,
+    method_owned_keys,
+    task_type,
+    trains,
+)
 from ttrlab.report.matching import is_clean
 from ttrlab.report.stats import summarize
 
@@ -163,9 +171,11 @@ class FigureData:
 
 def figure_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The runs figures can use — those of kinds that train (theory runs are the Theory
-    section's) — once: kind, task type, identity without the seed, metrics, seed."""
+    section's), stale ones left out (`aggregate.is_stale`) — once: kind, task type, identity
+    without the seed, metrics, seed."""
     return [{"kind": run["kind"], "task_type": task_type(run["kind"]), "config": cell_config(run["kind"], run["config"]),
-             "metrics": run["metrics"], "seed": run["config"].get("seed")} for run in runs if trains(run["kind"])]
+             "metrics": run["metrics"], "seed": run["config"].get("seed")} for run in runs
+            if trains(run["kind"]) and not is_stale(run)]
 
 
 def attacks_drawn(spec: FigureSpec, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:

@@ -38,7 +38,7 @@ def not_own_settings(method: str) -> set[str]:
     """The method-owned setting names of every other method (FF has none of its own, so all
     of LoRA's): they do not describe a run of `method`."""
     own = METHODS.get(method).settings if method in METHODS else None
-    return {name for section in method_settings() if section is not own for name in section.field_names()}
+    return {name for section in method_settings() if section is not own for name in section.owned_names()}
 
 
 def match_key(config: dict, on: Sequence[str] = MATCH_KEYS) -> tuple:
