@@ -342,7 +342,7 @@ def unit_test(values: Sequence[float], margin: float | None = None, seed: int = 
     sign_flip = sign_flip_p(x, seed)
     if sd == 0:  # t is undefined; every unit agrees, which only the sign-flip test can weigh
         p_t, low, high = sign_flip, mean, mean
-        p_tost = NAN if margin is None else (0.0 if abs(mean) < margin else 1.0)
+        p_tost = NAN  # no spread, no equivalence test: units that never vary test nothing about a margin
     else:
         se = sd / math.sqrt(n)
         p_t = float(t_p_value(mean, sd, n))

@@ -159,6 +159,8 @@ def _tested(claim: Claim, evidence: Evidence, declared: ClaimsFile, index: CellI
     if arms:
         decision.treatment, decision.baseline = float(np.mean([t for t, _ in arms])), float(np.mean([b for _, b in arms]))
     decision.p_raw = test.p_tost if claim.is_null else (test.p_sign_flip if declared.test == "sign_flip" else test.p_t)
+    if claim.is_null and test.sd == 0:
+        decision.why = "every unit gave the same value: no spread to test equivalence against the margin"
     decision.p_seq = declared.sequential.adjust(decision.p_raw, look)
     if mixed_model:
         decision.mixed = _mixed_model([r for r in evidence.rows if r[0][-1] in chosen])
@@ -193,7 +195,7 @@ def _verdict(decision: Decision, declared: ClaimsFile) -> str:
         if decision.p_adj < alpha:
             return EQUIVALENT.format(margin="margin of each part")
         return "inconclusive (not every part is equivalent)"
-    if decision.test is None or math.isnan(decision.p_raw if not claim.is_null else decision.test.p_t):
+    if decision.test is None or math.isnan(decision.p_raw):
         return NOT_TESTABLE
     if claim.is_null:
         if decision.p_adj < alpha:
