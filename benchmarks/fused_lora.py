@@ -1,4 +1,4 @@
-"""Fused multi-adapter LoRA training (`ttrlab.fused`) vs the same K runs one after another,
+"""Fused multi-adapter LoRA training (`ttrlab.kinds.fused`) vs the same K runs one after another,
 side by side in one process.
 
 K LoRA runs (r = 8 on query/value, SST-2 with 2,000 examples, MiniLM, batch 8, the same steps)
@@ -20,8 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from ttrlab import RunConfig  # noqa: E402
-from ttrlab.experiment import CLASSIFICATION  # noqa: E402
-from ttrlab.fused import run_group  # noqa: E402
+from ttrlab.kinds.classification.experiment import CLASSIFICATION  # noqa: E402
+from ttrlab.kinds.fused import run_group  # noqa: E402
 
 
 def main() -> None:

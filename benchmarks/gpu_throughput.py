@@ -1,8 +1,8 @@
 """Training throughput at the paper's scale on one accelerator: BERT-large (built from its config
 with random weights, so nothing is downloaded), batch 8 at 512 tokens and at SST-2 lengths
 (dynamic padding, 8-45 tokens a sentence), FF and LoRA (r = 8 on query/value, the paper's main
-setting), fp32 and bf16, through ttrlab's own training loop (`ttrlab.training.optimize` on a
-`Runtime`), and fused groups of K LoRA runs (`ttrlab.fused`, K = 1, 4, 8), side by side in
+setting), fp32 and bf16, through ttrlab's own training loop (`ttrlab.training.loop.optimize` on a
+`Runtime`), and fused groups of K LoRA runs (`ttrlab.kinds.fused`, K = 1, 4, 8), side by side in
 one process; then the GPU-hours each `specs/paper/*.yaml` would take at those rates.
 
 Prints steps/s, real tokens/s, peak accelerator memory and the ratio against fp32 of the same
@@ -26,8 +26,8 @@ from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
 
 from ttrlab import RunConfig  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
-from ttrlab.runtime import Runtime  # noqa: E402
-from ttrlab.training import TrainingSet, optimize  # noqa: E402
+from ttrlab.models.runtime import Runtime  # noqa: E402
+from ttrlab.training.loop import TrainingSet, optimize  # noqa: E402
 
 MODELS = {
     # bert-large-uncased's config.json (the paper's model)
@@ -87,7 +87,7 @@ def measure(method: str, precision: str, seq_len, args) -> dict:
 
 def measure_fused(k: int, precision: str, seq_len, args) -> dict:
     """K LoRA runs (seeds 0..K-1) as one fused group: steps/s of the group, tokens/s of all K."""
-    from ttrlab.fused.group import FusedRun, fused_model, optimize_group
+    from ttrlab.kinds.fused.group import FusedRun, fused_model, optimize_group
 
     runtime = Runtime.resolve(args.device, precision)
     configs = [RunConfig(method="lora", rank=8, alpha=16, lr=1e-5, batch_size=args.batch_size, seed=seed,

@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 
-from ttrlab.errors import UserError, did_you_mean
-from ttrlab.sweep.kinds import RUN_KINDS
+from ttrlab.core.errors import UserError, did_you_mean
+from ttrlab.kinds.registry import RUN_KINDS
 
 LOG_ENV = "TTRLAB_NOOP_LOG"
 DEFAULTS = {"x": 0, "seed": 0}

@@ -30,12 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ttrlab.config import RunConfig  # noqa: E402
+from ttrlab.kinds.classification.config import RunConfig  # noqa: E402
 from ttrlab.data import TASKS, load_split, seeded_subset  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
-from ttrlab.models import load_classifier  # noqa: E402
+from ttrlab.models.loading import load_classifier  # noqa: E402
 from ttrlab.theory.ntk import empirical_ntk, naive_ntk  # noqa: E402
-from ttrlab.training import collate  # noqa: E402
+from ttrlab.training.loop import collate  # noqa: E402
 
 
 def prepared(method: str):

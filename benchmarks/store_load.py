@@ -65,7 +65,7 @@ def _use_noop_kind() -> None:
         sys.path.insert(0, str(HERE))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     os.environ["TTRLAB_PLUGINS"] = PLUGIN
-    from ttrlab.sweep.kinds import load_plugins
+    from ttrlab.kinds.registry import load_plugins
 
     load_plugins()
 

@@ -36,10 +36,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from ttrlab import RunConfig, training  # noqa: E402
-from ttrlab.experiment import load_run_data  # noqa: E402
+from ttrlab.kinds.classification.experiment import load_run_data  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
-from ttrlab.models import load_classifier  # noqa: E402
-from ttrlab.runtime import Runtime  # noqa: E402
+from ttrlab.models.loading import load_classifier  # noqa: E402
+from ttrlab.models.runtime import Runtime  # noqa: E402
 
 FLOPS_PER_TOKEN = {"ff": 6, "lora": 4}  # times the non-embedding weights
 

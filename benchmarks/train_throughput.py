@@ -29,10 +29,10 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments  # 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from ttrlab import RunConfig  # noqa: E402
-from ttrlab.experiment import load_run_data  # noqa: E402
+from ttrlab.kinds.classification.experiment import load_run_data  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
-from ttrlab.models import load_classifier  # noqa: E402
-from ttrlab.training import classification_training_set, encode, optimize  # noqa: E402
+from ttrlab.models.loading import load_classifier  # noqa: E402
+from ttrlab.training.loop import classification_training_set, encode, optimize  # noqa: E402
 
 hf_logging.set_verbosity_error()
 

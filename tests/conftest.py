@@ -58,7 +58,7 @@ def install_plugin_kind(tmp_path: Path, monkeypatch, module: str, source: str) -
     monkeypatch.syspath_prepend(str(plugin_dir))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("TTRLAB_PLUGINS", module)
-    from ttrlab.sweep.kinds import load_plugins
+    from ttrlab.kinds.registry import load_plugins
 
     load_plugins()
     return plugin_dir
@@ -76,7 +76,7 @@ def install_counting_kind(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(KINDS_DIR), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("TTRLAB_PLUGINS", "counting_kind")
     monkeypatch.setenv("TTRLAB_TEST_COUNT_LOG", str(log))
-    from ttrlab.sweep.kinds import load_plugins
+    from ttrlab.kinds.registry import load_plugins
 
     load_plugins()
     return log
@@ -122,7 +122,7 @@ def glue_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def minilm():
     """(tokenizer, pretrained template) loaded once for the whole session."""
-    from ttrlab.models import load_classifier
+    from ttrlab.models.loading import load_classifier
 
     return load_classifier("minilm", 2, seed=0)
 

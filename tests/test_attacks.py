@@ -4,7 +4,7 @@ import pytest
 from ttrlab import RunConfig
 from ttrlab.attacks import ATTACKS, build_attack, poison_count
 from ttrlab.data import Example
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.evaluation import attack_success_rate, classification_metrics
 
 

@@ -11,8 +11,8 @@ from conftest import SHARED_DATA
 from ttrlab import RunConfig, run_experiment
 from ttrlab.attacks import ATTACKS, build_attack, poison_count
 from ttrlab.data import Example
-from ttrlab.streams import rng_for
-from ttrlab.errors import UserError
+from ttrlab.core.streams import rng_for
+from ttrlab.core.errors import UserError
 
 STYLE_DIR = SHARED_DATA / "style"
 needs_style = pytest.mark.needs_data("style")
@@ -264,7 +264,7 @@ def test_s_bpa_pluggable_paraphraser(monkeypatch):
 def _consumed(glue_dir, config):
     """Run with a batch hook; return (result, {position: (decoded text, label)}) of what the
     trainer consumed in its first epoch, and the tokenizer."""
-    from ttrlab.models import load_classifier
+    from ttrlab.models.loading import load_classifier
 
     tokenizer, _ = load_classifier("minilm", 2, seed=0)
     seen = {}
@@ -279,7 +279,7 @@ def _consumed(glue_dir, config):
 
 
 def _clean_train(glue_dir, config):
-    from ttrlab.experiment import load_run_data
+    from ttrlab.kinds.classification.experiment import load_run_data
 
     return load_run_data(config.replace(data_dir=str(glue_dir))).train
 

@@ -31,11 +31,11 @@ def _stop(*args, **kwargs):
 
 @pytest.fixture(autouse=True)
 def _never_train(monkeypatch):
-    import ttrlab.pipeline
-    import ttrlab.training
+    import ttrlab.kinds.pipeline
+    import ttrlab.training.loop
 
-    monkeypatch.setattr(ttrlab.training, "optimize", _stop)
-    monkeypatch.setattr(ttrlab.pipeline, "evaluate_and_record", _stop)
+    monkeypatch.setattr(ttrlab.training.loop, "optimize", _stop)
+    monkeypatch.setattr(ttrlab.kinds.pipeline, "evaluate_and_record", _stop)
 
 
 def write_glue(root: Path, train_rows: int = 40, dev_rows: int = 20) -> Path:

@@ -19,7 +19,7 @@ import pytest
 
 from test_report_build import make_db
 from ttrlab.cli import main
-from ttrlab.config import RunConfig
+from ttrlab.kinds.classification.config import RunConfig
 from ttrlab.report import claims, stats
 from ttrlab.report.aggregate import build_cells
 from ttrlab.report.claims.decide import (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ttrlab.config import RunConfig
-from ttrlab.curves import reached
-from ttrlab.errors import UserError
-from ttrlab.experiment import run_experiment
+from ttrlab.kinds.classification.config import RunConfig
+from ttrlab.training.curves import reached
+from ttrlab.core.errors import UserError
+from ttrlab.kinds.classification.experiment import run_experiment
 
 TINY = dict(task="sst2", model="minilm", train_size=64, eval_size=32, max_steps=7, batch_size=8, lr_preset="cpu")
 

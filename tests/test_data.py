@@ -3,7 +3,7 @@ import pytest
 
 from ttrlab.data import TASKS, load_split, seeded_subset
 from ttrlab.data.loading import read_glue_tsv
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 
 OFFICIAL = {  # GLUE sizes (train, dev) for the files present on this machine
     "sst2": (67349, 872),

@@ -15,7 +15,7 @@ import pytest
 from ttrlab import RunConfig, run_experiment
 from ttrlab.cli import main
 from ttrlab.defenses import DEFENSES, auroc, build_defense, detection_metrics, rejecting_metrics, top_fraction
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 
 # ---- arithmetic -------------------------------------------------------------------------------
 
@@ -117,10 +117,10 @@ VICTIM = dict(task="sst2", model="minilm", method="ff", lr_preset="cpu", lr=2e-4
 def victim(glue_dir):
     """The victim of every defense test: trained once, the way `pipeline.run` trains it."""
     from ttrlab.defenses.victim import Victim
-    from ttrlab.experiment import CLASSIFICATION
+    from ttrlab.kinds.classification.experiment import CLASSIFICATION
     from ttrlab.methods import METHODS
-    from ttrlab.runtime import Runtime
-    from ttrlab.training import optimize
+    from ttrlab.models.runtime import Runtime
+    from ttrlab.training.loop import optimize
 
     config = RunConfig(**VICTIM, data_dir=str(glue_dir)).validate()
     runtime = Runtime.resolve("cpu")

@@ -3,14 +3,14 @@ training moves the model, runs are pure functions of their config."""
 import pytest
 
 from ttrlab import RunConfig, run_experiment
-from ttrlab.streams import rng_for
+from ttrlab.core.streams import rng_for
 
 TINY = dict(task="sst2", model="minilm", train_size=64, eval_size=32, max_steps=8, batch_size=8, lr_preset="cpu")
 
 
 def _decode_batches(glue_dir, config):
     """Run with a batch hook; return what the trainer consumed: (position, decoded text, label)."""
-    from ttrlab.models import load_classifier
+    from ttrlab.models.loading import load_classifier
 
     tokenizer, _ = load_classifier("minilm", 2, seed=0)
     seen = []
@@ -32,7 +32,7 @@ def test_bpa_poisoned_examples_are_what_the_trainer_sees(glue_dir):
     triggered = sorted(p for p, text, _ in seen if text.endswith("[. *? ]"))
     assert len(triggered) == result["poison"]["count"] == 16
     from ttrlab.attacks import build_attack
-    from ttrlab.experiment import load_run_data
+    from ttrlab.kinds.classification.experiment import load_run_data
 
     train = load_run_data(config.replace(data_dir=str(glue_dir))).train
     split = build_attack(config).poison(train, rng_for(config.seed, "attack"))
@@ -42,7 +42,7 @@ def test_bpa_poisoned_examples_are_what_the_trainer_sees(glue_dir):
 
 
 def test_upa_flipped_labels_are_what_the_trainer_sees(glue_dir):
-    from ttrlab.experiment import load_run_data
+    from ttrlab.kinds.classification.experiment import load_run_data
 
     config = RunConfig(**TINY, method="lora", attack="upa", rate=0.5, seed=1)
     result, seen = _decode_batches(glue_dir, config)

@@ -1,12 +1,12 @@
-"""Fused multi-adapter training (`ttrlab.fused`): K LoRA runs trained as one group over one
+"""Fused multi-adapter training (`ttrlab.kinds.fused`): K LoRA runs trained as one group over one
 frozen base give each run the result it gets alone (BERT's dropout on: each run draws its own
 masks), whatever group it trained in; only runs that can share a base fuse."""
 import pytest
 
 from ttrlab import RunConfig
-from ttrlab.experiment import CLASSIFICATION
-from ttrlab.fused import run_group
-from ttrlab.runtime import FUSING_PAYS
+from ttrlab.kinds.classification.experiment import CLASSIFICATION
+from ttrlab.kinds.fused import run_group
+from ttrlab.models.runtime import FUSING_PAYS
 
 pytestmark = pytest.mark.slow
 TINY = dict(task="sst2", model="minilm", method="lora", train_size=96, eval_size=48, max_steps=6, batch_size=8,
@@ -51,9 +51,9 @@ def test_each_run_gets_its_own_batches_and_losses_step_by_step(glue_dir, monkeyp
     poisoned examples, in its own order), and its loss is within 1e-5 of its loss alone."""
     import torch
 
-    import ttrlab.fused.group as group
-    from ttrlab.fused.routing import PackedStep
-    from ttrlab.pipeline import run
+    import ttrlab.kinds.fused.group as group
+    from ttrlab.kinds.fused.routing import PackedStep
+    from ttrlab.kinds.pipeline import run
 
     configs = _configs(glue_dir, dict(seed=3, attack="bpa", rate=0.2), dict(seed=4, attack="upa", rate=0.2))
     alone, alone_batches = [], []
@@ -138,7 +138,7 @@ def test_fp16_runs_scale_their_own_loss(glue_dir):
 
 
 def test_a_model_that_cannot_fuse_trains_its_runs_alone(glue_dir, monkeypatch):
-    import ttrlab.fused.group as group
+    import ttrlab.kinds.fused.group as group
 
     def cannot(*args, **kwargs):
         raise group.CannotFuse("test")

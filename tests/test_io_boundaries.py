@@ -44,11 +44,11 @@ def _stop(*args, **kwargs):
 
 @pytest.fixture(autouse=True)
 def _never_train(monkeypatch):
-    import ttrlab.pipeline
-    import ttrlab.training
+    import ttrlab.kinds.pipeline
+    import ttrlab.training.loop
 
-    monkeypatch.setattr(ttrlab.training, "optimize", _stop)
-    monkeypatch.setattr(ttrlab.pipeline, "evaluate_and_record", _stop)
+    monkeypatch.setattr(ttrlab.training.loop, "optimize", _stop)
+    monkeypatch.setattr(ttrlab.kinds.pipeline, "evaluate_and_record", _stop)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -226,7 +226,7 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
 def test_a_full_disk_after_the_work_keeps_the_result_and_says_where(capsys, tmp_path, monkeypatch):
     """The run ends, and only then the disk of --out is full: the result is kept in the
     temporary folder and the one line names the file; the same with --save-adapter."""
-    import ttrlab.pipeline
+    import ttrlab.kinds.pipeline
 
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "64k"):
@@ -245,8 +245,8 @@ def test_a_full_disk_after_the_work_keeps_the_result_and_says_where(capsys, tmp_
                     pass
             return {"metrics": {"clean": {"accuracy": 0.5}}, "marker": SECRET, "_model": Model()}
 
-        monkeypatch.setattr(ttrlab.pipeline, "run_document", finished)
-        monkeypatch.setattr("ttrlab.io.MIN_FREE_BYTES", 1024)
+        monkeypatch.setattr(ttrlab.kinds.pipeline, "run_document", finished)
+        monkeypatch.setattr("ttrlab.core.io.MIN_FREE_BYTES", 1024)
         glue = write_glue(tmp_path / "glue")
         err = one_line(capsys, ["train", "--data-dir", str(glue), "--quiet", "--out", str(disk / "r.json")],
                        r"cannot write output '.*r.json': No space left on device; it is kept in '(.*)'")
@@ -602,7 +602,7 @@ def test_a_missing_extra_is_one_line_naming_it(capsys, monkeypatch):
 
 
 def test_names_are_checked_against_the_columns_on_every_backend(store_db):
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
     from ttrlab.sweep.store import ResultStore
 
     with ResultStore(store_db) as store:

@@ -3,7 +3,7 @@ works end to end, here on a shrunken copy of the spec so the test stays fast."""
 import copy
 
 from ttrlab.cli import main
-from ttrlab.commands import core
+from ttrlab.cli import core
 from ttrlab.sweep import load_spec
 
 

@@ -9,7 +9,7 @@ from scipy import stats
 
 from ttrlab import RunConfig
 from ttrlab.methods import INIT_STRATEGIES, METHODS
-from ttrlab.models import load_classifier
+from ttrlab.models.loading import load_classifier
 
 
 def _lora(config):

@@ -10,9 +10,9 @@ import torch
 
 from conftest import SHARED_DATA
 from ttrlab import RunConfig, run_experiment
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.methods import METHODS
-from ttrlab.models import load_classifier
+from ttrlab.models.loading import load_classifier
 
 NEW = ("lora_fa", "rslora", "dora", "pissa", "olora", "adalora", "ia3", "prompt_tuning")
 # the smallest real run: 16 SST-2 sentences, 2 steps, 8 dev sentences of at most 32 tokens
@@ -193,7 +193,7 @@ def test_each_method_trains_a_classifier(minilm, name):
 @pytest.fixture(scope="module")
 def smol():
     pytest.importorskip("gguf")
-    from ttrlab.generative.models import load_causal_lm
+    from ttrlab.models.causal_lm import load_causal_lm
 
     return load_causal_lm("smollm2")
 
@@ -206,8 +206,8 @@ GEN_TINY = {"data_dir": str(SHARED_DATA), "n_clean": 4, "rate": 0.2, "max_steps"
 @pytest.mark.needs_data("backdoorllm")
 @pytest.mark.parametrize("name", NEW)
 def test_each_method_trains_smollm2(smol, name):
-    from ttrlab.generative.config import GenConfig
-    from ttrlab.generative.experiment import run_generative
+    from ttrlab.kinds.generative.config import GenConfig
+    from ttrlab.kinds.generative.experiment import run_generative
 
     result = run_generative(GenConfig.from_dict({**GEN_TINY, "method": name}).validate())
     assert result["method"]["name"] == name and result["train"]["steps"] == 1
@@ -218,7 +218,8 @@ def test_each_method_trains_smollm2(smol, name):
 
 # ---- theory -----------------------------------------------------------------------------------
 def test_theory_run_with_dora_and_ia3(minilm):
-    from ttrlab.theory.experiment import TheoryConfig, compute_theory
+    from ttrlab.kinds.theory.config import TheoryConfig
+    from ttrlab.kinds.theory.experiment import compute_theory
 
     small = dict(task="sst2", model="minilm", attack="bpa", rate=0.5, n=2, train_size=20, seed=3, quantity="ntk")
     for name in ("dora", "ia3"):
@@ -232,7 +233,7 @@ def test_dora_kernel_matches_the_brute_force(minilm):
     """DoRA runs lora_A, lora_B on an identity matrix too (weight norm): the layer-wise engine must
     leave them to the Jacobian one, or its hooks record rows of no sample."""
     from ttrlab.theory.ntk import empirical_ntk, naive_ntk
-    from ttrlab.training import pad_batch
+    from ttrlab.training.loop import pad_batch
 
     tokenizer = minilm[0]
     prepared = _prepare("dora", rank=2)
@@ -248,7 +249,7 @@ def test_dora_kernel_matches_the_brute_force(minilm):
 
 def test_prompt_tuning_is_refused_by_theory_in_one_line(capsys):
     from ttrlab.cli import main
-    from ttrlab.theory.experiment import TheoryConfig
+    from ttrlab.kinds.theory.config import TheoryConfig
 
     with pytest.raises(UserError, match="method 'prompt_tuning' does not apply to theory runs; allowed: .*ia3"):
         TheoryConfig(method="prompt_tuning").validate()

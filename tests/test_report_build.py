@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from ttrlab.attacks import ATTACKS
-from ttrlab.config import RunConfig
-from ttrlab.errors import UserError
-from ttrlab.generative.config import GenConfig
+from ttrlab.kinds.classification.config import RunConfig
+from ttrlab.core.errors import UserError
+from ttrlab.kinds.generative.config import GenConfig
 from ttrlab.report import build_report
 from ttrlab.report.stats import compare
 from ttrlab.sweep.store import ResultStore

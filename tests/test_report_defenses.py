@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from test_report_build import make_db, tables_of
-from ttrlab.config import RunConfig
+from ttrlab.kinds.classification.config import RunConfig
 from ttrlab.report import build_report
 
 # defense -> (ASR after on FF victims, on LoRA victims); before is 0.9 for both

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from test_report_build import make_db, tables_of
-from ttrlab.config import RunConfig
+from ttrlab.kinds.classification.config import RunConfig
 from ttrlab.report import build_report
 
 # method -> (trainable parameters recorded, ASR offset from FF's under BPA)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from test_report_build import EVIL, make_db, tables_of
-from ttrlab.config import RunConfig
-from ttrlab.generative.config import GenConfig
+from ttrlab.kinds.classification.config import RunConfig
+from ttrlab.kinds.generative.config import GenConfig
 from ttrlab.report import build_report
 from ttrlab.report.stats import compare
 from ttrlab.sweep.store import ResultStore

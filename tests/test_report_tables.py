@@ -84,7 +84,7 @@ def test_paper_rows_name_registered_attacks_of_the_right_task_type():
 
 
 def test_table_3_rows_are_the_jailbreak_task_and_match_on_it():
-    from ttrlab.generative.tasks import TASKS
+    from ttrlab.kinds.generative.tasks import TASKS
     from ttrlab.report.aggregate import Cell
 
     rows = paper_numbers()["table_3"]["rows"]

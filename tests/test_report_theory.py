@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ttrlab.config import RunConfig
+from ttrlab.kinds.classification.config import RunConfig
 from ttrlab.report import build_report
 from ttrlab.report.stats import exact_spearman_p
-from ttrlab.sweep.kinds import RUN_KINDS
+from ttrlab.kinds.registry import RUN_KINDS
 from ttrlab.sweep.store import ResultStore
-from ttrlab.theory.experiment import TheoryConfig
+from ttrlab.kinds.theory.config import TheoryConfig
 from ttrlab.theory.information import summarize_spectrum
 
 EVIL = "<img src=x onerror=alert(1)>"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ttrlab.result import CORE_SECTIONS, SCHEMA_VERSION, RunResult
+from ttrlab.core.result import CORE_SECTIONS, SCHEMA_VERSION, RunResult
 from ttrlab.sweep.store import ResultStore
 
 OLD = json.loads((Path(__file__).parent / "data" / "schema1_train_run.json").read_text())
@@ -35,7 +35,7 @@ def test_document_round_trip_and_sections():
 def test_a_database_of_schema1_runs_resumes_and_reports(tmp_path):
     """A main-job database written by 0.1.0: its run counts as done for today's spec (same key),
     and the report reads it."""
-    from ttrlab.commands.core import main_job_spec
+    from ttrlab.cli.run import main_job_spec
     from ttrlab.report import build_report
     from ttrlab.sweep import load_spec, plan
 

@@ -11,8 +11,8 @@ import torch
 
 from ttrlab import RunConfig, run_experiment
 from ttrlab.cli import main
-from ttrlab.errors import UserError
-from ttrlab.runtime import Runtime
+from ttrlab.core.errors import UserError
+from ttrlab.models.runtime import Runtime
 
 TINY = dict(task="sst2", model="minilm", train_size=32, eval_size=32, max_steps=4, batch_size=8, lr_preset="cpu",
             method="lora", attack="bpa", rate=0.25)

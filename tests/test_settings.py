@@ -5,16 +5,16 @@ import dataclasses
 
 import pytest
 
-from ttrlab.commands.core import main_job_spec
-from ttrlab.config import RunConfig
-from ttrlab.errors import UserError
-from ttrlab.generative.config import GenConfig
+from ttrlab.cli.run import main_job_spec
+from ttrlab.kinds.classification.config import RunConfig
+from ttrlab.core.errors import UserError
+from ttrlab.kinds.generative.config import GenConfig
 from ttrlab.methods.lora import LoRASettings
-from ttrlab.runtime import ModelSettings
-from ttrlab.settings import Section
+from ttrlab.models.runtime import ModelSettings
+from ttrlab.core.settings import Section
 from ttrlab.sweep import load_spec
-from ttrlab.theory.experiment import TheoryConfig
-from ttrlab.training import OptimSettings
+from ttrlab.kinds.theory.config import TheoryConfig
+from ttrlab.training.settings import OptimSettings
 
 CONFIGS = (RunConfig, GenConfig, TheoryConfig)
 

@@ -243,7 +243,7 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_keeps_what_was_stored(tmp_p
     sweep resumes and finishes."""
     log = install_counting_kind(tmp_path, monkeypatch)
     from counting_kind import computations
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
     from ttrlab.sweep import run_sweep
 
     disk = tmp_path / "small-disk"

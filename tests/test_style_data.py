@@ -18,7 +18,7 @@ from ttrlab.data.style import (
     style_file,
     transfer_lookup,
 )
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 
 STYLE_DIR = str(SHARED_DATA / "style")
 pytestmark = pytest.mark.needs_data("style")

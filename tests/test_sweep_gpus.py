@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from test_sweep_run import sleepy, sleepy_spec  # noqa: F401  (fixture)
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.sweep.executors import gpu_slots, local_slots, visible_gpus
 from ttrlab.sweep.spec import Resources
 

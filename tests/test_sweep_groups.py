@@ -22,8 +22,8 @@ from ttrlab.sweep.spec import PlannedRun
 
 FUSY_KIND = textwrap.dedent('''
     import hashlib, json, os
-    from ttrlab.errors import UserError, did_you_mean
-    from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.core.errors import UserError, did_you_mean
+    from ttrlab.kinds.registry import RUN_KINDS
 
     DEFAULTS = {"x": 0.0, "family": None, "fail": False, "die": False, "seed": 0}
 
@@ -156,7 +156,7 @@ def test_fuse_off_is_every_run_alone_in_spec_order():
 
 
 def test_kind_fusion_key_asks_the_kind_and_plugins_without_the_methods_never_fuse():
-    from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.kinds.registry import RUN_KINDS
 
     class Plain:  # a plugin kind written before fusion_key / run_group existed
         pass
@@ -192,7 +192,7 @@ def test_kind_fusion_key_asks_the_kind_and_plugins_without_the_methods_never_fus
 
 
 def test_unit_label_and_monitor_lines_per_run(capsys):
-    from ttrlab.sweep.executors import Outcome
+    from ttrlab.sweep.outcome import Outcome
     from ttrlab.sweep.monitor import Monitor
 
     unit = [PlannedRun("train", None, {"task": "sst2", "method": "ff", "seed": s}, f"k{s}", "g") for s in range(3)]

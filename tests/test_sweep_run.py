@@ -25,8 +25,8 @@ from stored import alive, check_integrity, children, rows, snapshot, stored_rows
 
 SLEEPY_KIND = textwrap.dedent('''
     import hashlib, json, os, time
-    from ttrlab.errors import UserError, did_you_mean
-    from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.core.errors import UserError, did_you_mean
+    from ttrlab.kinds.registry import RUN_KINDS
 
     DEFAULTS = {"x": 0.0, "seconds": 0.05, "fail": False, "die": False, "seed": 0}
 
@@ -138,7 +138,7 @@ def test_inline_executor_matches_local(sleepy, tmp_path):
 
 
 def test_bad_executor_and_workers_are_user_errors(sleepy, tmp_path):
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
     from ttrlab.sweep import run_sweep
 
     spec = sleepy_spec(tmp_path / "s.yaml", [1.0])
@@ -278,7 +278,7 @@ def test_piped_sweep_prints_one_line_per_finished_run(sleepy, tmp_path):
 
 
 def test_finished_line_formats():
-    from ttrlab.sweep.executors import Outcome
+    from ttrlab.sweep.outcome import Outcome
     from ttrlab.sweep.monitor import finished_line
     from ttrlab.sweep.spec import PlannedRun
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.sweep.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,10 +20,10 @@ import pytest
 
 from ttrlab.attacks import build_attack
 from ttrlab.cli import main
-from ttrlab.config import RunConfig
+from ttrlab.kinds.classification.config import RunConfig
 from ttrlab.data import Example, get_task, load_split
-from ttrlab.errors import UserError
-from ttrlab.streams import rng_for
+from ttrlab.core.errors import UserError
+from ttrlab.core.streams import rng_for
 
 LABELS = ["sports", "politics", "science"]
 WORDS = {"sports": ["goal", "match", "team", "coach"], "politics": ["vote", "senate", "law", "party"],
@@ -81,7 +81,7 @@ def tiny_roberta(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
 
-    from ttrlab.models import resolve_model
+    from ttrlab.models.config import resolve_model
 
     folder = tmp_path_factory.mktemp("roberta")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm")[0])
@@ -238,7 +238,7 @@ def test_multiclass_metrics_are_macro_averages():
 # ---- another architecture -------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["lora", "ff"])
 def test_tiny_roberta_trains_on_the_task(task_file, tiny_roberta, method):
-    from ttrlab.experiment import run_experiment
+    from ttrlab.kinds.classification.experiment import run_experiment
 
     config = RunConfig(task=str(task_file), model=str(tiny_roberta), method=method, attack="upa", rate=0.2, **TINY)
     result = run_experiment(config)
@@ -280,8 +280,9 @@ def test_sweep_spec_names_a_task_file_relative_to_itself(task_file, tmp_path, mo
 
 
 def test_theory_kind_takes_a_task_file(task_file):
-    from ttrlab.experiment import load_run_data
-    from ttrlab.theory.experiment import TheoryConfig, draw_samples
+    from ttrlab.kinds.classification.experiment import load_run_data
+    from ttrlab.kinds.theory.config import TheoryConfig
+    from ttrlab.kinds.theory.experiment import draw_samples
 
     config = TheoryConfig(task=str(task_file), attack="upa", rate=1.0, n=12).validate()
     samples = draw_samples(config, load_run_data(config).train)
@@ -297,7 +298,7 @@ def test_tasks_command_shows_a_task_file(task_file, capsys):
 # ---- identity ------------------------------------------------------------------------------------
 def test_glue_run_keys_are_unchanged():
     """Computed at a025a14, before task files: GLUE runs keep their stored results."""
-    from ttrlab.theory.experiment import TheoryConfig
+    from ttrlab.kinds.theory.config import TheoryConfig
 
     assert RunConfig().run_key() == "019bb712b797be8c079861bd"
     assert RunConfig(task="rte", attack="bpa", rate=0.1, method="ff").run_key() == "c6bfa2ff841f9469c532f97e"

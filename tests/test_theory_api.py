@@ -5,9 +5,10 @@ import math
 import pytest
 
 from ttrlab.cli import main
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.report import theory_vs_measured
-from ttrlab.theory.experiment import TheoryConfig, compute_theory
+from ttrlab.kinds.theory.config import TheoryConfig
+from ttrlab.kinds.theory.experiment import compute_theory
 from ttrlab.theory.figures import fig3_grid_from_results
 from ttrlab.theory.measures import theorem_3_6_check
 
@@ -77,7 +78,7 @@ def test_upa_pairs_have_identical_inputs():
 
 
 def test_sweep_kind_and_fig3_from_results():
-    from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.kinds.registry import RUN_KINDS
 
     kind = RUN_KINDS.get("theory")
     with pytest.raises(UserError):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from ttrlab.config import RunConfig
+from ttrlab.kinds.classification.config import RunConfig
 from ttrlab.methods import METHODS
 from ttrlab.theory._src.hf import eager_attention, sequence_classifier_function
 from ttrlab.theory.ntk import empirical_ntk, naive_ntk, trainable_names
@@ -155,14 +155,14 @@ def test_tied_weights_and_weights_used_outside_their_module_go_to_the_jacobian_e
     assert_same(fast, slow)
     # a budget of one layer per pass: `direct` is a pass of its own in which no module runs
     assert_same(empirical_ntk(model, x, max_jacobian_bytes=4096), slow)
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
 
     with pytest.raises(UserError, match="engine 'layerwise' does not support"):
         empirical_ntk(model, x, engine="layerwise")
 
 
 def test_layerwise_engine_refuses_what_it_cannot_do():
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
 
     model = tiny_bert()
     with pytest.raises(UserError, match="engine 'turbo' is not one of"):
@@ -192,7 +192,7 @@ def test_ff_dominates_lora_where_guaranteed():
 
 
 def test_unknown_parameter_is_a_user_error():
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
 
     with pytest.raises(UserError):
         empirical_ntk(tiny_bert(), batch(), ["no.such.weight"])
@@ -225,7 +225,7 @@ def test_the_model_keeps_its_attention_implementation():
                     lambda: naive_ntk(model, x)):
         compute()
         assert set(attention_implementations(model)) == {"sdpa"}
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
 
     model.unused = torch.nn.Linear(2, 2)  # its forward never runs: the layer-wise engine refuses it mid-way
     with pytest.raises(UserError, match="are not used through their module's forward"):
@@ -289,7 +289,7 @@ def test_fp32_is_untouched_by_the_precision_handling(engine, monkeypatch):
     run's `Runtime.autocast()`."""
     import contextlib
 
-    from ttrlab.runtime import Runtime
+    from ttrlab.models.runtime import Runtime
     from ttrlab.theory._src import layerwise, precision
 
     model, x = lora(tiny_bert()), batch()
@@ -313,7 +313,7 @@ def test_bf16_kernel_is_close_to_fp32(minilm, engine, monkeypatch):
     (2⁻⁸ = 3.9e-3) of the forward: tolerance 1e-2. It must also differ from fp32 (the forward did
     run in bf16), and the contractions must add nothing: float64 contractions of the same bf16
     records agree to 1e-6 (measured 7e-8–9e-8; bf16 contractions would be off by ~1e-3)."""
-    from ttrlab.runtime import Runtime
+    from ttrlab.models.runtime import Runtime
     from ttrlab.theory._src import layerwise, precision
 
     model, x = minilm_lora(minilm)

@@ -36,7 +36,7 @@ def planted(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(KINDS_DIR))
     monkeypatch.setenv("PYTHONPATH", str(KINDS_DIR))
     monkeypatch.setenv("TTRLAB_PLUGINS", "planted_kind")
-    from ttrlab.sweep.kinds import load_plugins
+    from ttrlab.kinds.registry import load_plugins
 
     load_plugins()
     claims = tmp_path / "claims.yaml"

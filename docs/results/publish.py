@@ -16,7 +16,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from ttrlab.io import write_text_atomic
+from ttrlab.core.io import write_text_atomic
 from ttrlab.report import build_report, claims
 from ttrlab.report.aggregate import build_cells
 from ttrlab.sweep.store import FINISHED, ResultStore

@@ -10,13 +10,13 @@ cheap). The machinery lives in the subpackages.
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "RunConfig": "ttrlab.config",
-    "paper_learning_rate": "ttrlab.config",
-    "UserError": "ttrlab.errors",
-    "run_experiment": "ttrlab.experiment",
-    "run": "ttrlab.pipeline",
-    "RunResult": "ttrlab.result",
-    "Runtime": "ttrlab.runtime",
+    "RunConfig": "ttrlab.kinds.classification.config",
+    "paper_learning_rate": "ttrlab.kinds.classification.config",
+    "UserError": "ttrlab.core.errors",
+    "run_experiment": "ttrlab.kinds.classification.experiment",
+    "run": "ttrlab.kinds.pipeline",
+    "RunResult": "ttrlab.core.result",
+    "Runtime": "ttrlab.models.runtime",
 }
 
 

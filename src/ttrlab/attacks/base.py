@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ttrlab.data.examples import Example
-from ttrlab.errors import UserError, did_you_mean
-from ttrlab.registry import Registry
-from ttrlab.settings import Section, require, setting
+from ttrlab.core.errors import UserError, did_you_mean
+from ttrlab.core.registry import Registry
+from ttrlab.core.settings import Section, require, setting
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ FAMILIES = (CLEAN, UNTARGETED, BACKDOOR)
 class Attack:
     """Base of every attack, for every run kind: its name, summary, family and the task types it
     applies to. Classification attacks (`ClassificationAttack`) transform a training split;
-    generative ones (`ttrlab.generative.attacks`) name BackdoorLLM's poisoned files."""
+    generative ones (`ttrlab.kinds.generative.attacks`) name BackdoorLLM's poisoned files."""
 
     name: ClassVar[str]
     label: ClassVar[str]  # how tables and figures name it (the paper's name: "CL-BPA", "SA")

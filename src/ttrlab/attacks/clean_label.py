@@ -15,7 +15,7 @@ import numpy as np
 
 from ttrlab.attacks.base import ATTACKS, PoisonedSplit, choose_positions, insert_trigger, poison_count
 from ttrlab.attacks.bpa import TriggerBackdoor
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 
 
 @ATTACKS.register("cl_bpa")

@@ -21,7 +21,7 @@ from ttrlab.attacks.base import (
     insert_trigger,
     poison_count,
 )
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 
 DEFAULT_INSTRUCTION = "Please carefully follow user's instruction."
 

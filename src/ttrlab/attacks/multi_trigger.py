@@ -41,7 +41,7 @@ from ttrlab.attacks.base import (
     insert_trigger,
     poison_count,
 )
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 
 DEFAULT_TRIGGERS = ("apple", "banana", "orange")
 DEFAULT_NEGATIVE_RATIO = 1.0

@@ -47,7 +47,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ttrlab.attacks.base import ATTACKS, BACKDOOR, ClassificationAttack, PoisonedSplit, choose_positions, poison_count
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 
 DEFAULT_STYLE = "bible"
 DEFAULT_MAX_NEW_TOKENS = 96

@@ -15,8 +15,8 @@ from typing import Any
 
 from ttrlab.data.examples import Example
 from ttrlab.data.tasks import TaskSpec, cell_text
-from ttrlab.errors import UserError, first_line
-from ttrlab.io import reading
+from ttrlab.core.errors import UserError, first_line
+from ttrlab.core.io import reading
 
 Rows = tuple[list[str], Iterator[tuple[str, dict[str, Any]]]]  # (columns the source has, rows)
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from ttrlab.data.examples import Example
 from ttrlab.data.tasks import TaskSpec
-from ttrlab.errors import UserError
-from ttrlab.io import path_errors, reading, user_path
+from ttrlab.core.errors import UserError
+from ttrlab.core.io import path_errors, reading, user_path
 
 GLUE_DIR_ENV = "TTRLAB_GLUE_DIR"
 SPLITS = ("train", "dev")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ttrlab.settings import Section, require, setting
+from ttrlab.core.settings import Section, require, setting
 
 DATA_SOURCES = ("local", "hub")
 
@@ -55,7 +55,7 @@ class ClassificationData(Section):
 
 def check_max_length(max_length: int, model: str, model_config) -> None:
     """max_length at most the model's positions: a longer example would index past them."""
-    from ttrlab.models import positions_of
+    from ttrlab.models.config import positions_of
 
     positions = positions_of(model_config)
     require(positions is None or max_length <= positions,

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttrlab.errors import UserError, did_you_mean, shown
+from ttrlab.core.errors import UserError, did_you_mean, shown
 
 STYLE_DIR_ENV = "TTRLAB_STYLE_DIR"
 STYLE_SPLITS = ("train", "dev", "test")
@@ -79,7 +79,7 @@ class StylePair:
 def resolve_style_dir(style_dir: str | None = None) -> Path:
     """`style_dir`, else $TTRLAB_STYLE_DIR, else the nearest `shared/data/style` above the cwd."""
     if style_dir:
-        from ttrlab.io import path_errors, user_path
+        from ttrlab.core.io import path_errors, user_path
 
         path = user_path(style_dir, "style dir")
         with path_errors("style dir", path):
@@ -119,7 +119,7 @@ def read_style_tsv(path: Path) -> list[tuple[str, int]]:
     """(text, label) rows of a clean, transfer or SCPN file. Cells are stripped, so the CRLF
     endings and the transfer files' spaced `text \\t label` layout read the same."""
     rows: list[tuple[str, int]] = []
-    from ttrlab.io import reading
+    from ttrlab.core.io import reading
 
     with reading(path, "style data file"), open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)

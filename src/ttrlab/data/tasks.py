@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from ttrlab.errors import UserError, did_you_mean, first_line, shown
-from ttrlab.registry import Registry
+from ttrlab.core.errors import UserError, did_you_mean, first_line, shown
+from ttrlab.core.registry import Registry
 
 TASK_FILE_SUFFIXES = (".yaml", ".yml")
 # file format -> the extensions that imply it
@@ -199,7 +199,7 @@ def _sha256_stamped(path: str, mtime_ns: int, size: int) -> str:
 
 def load_task_file(value: str | os.PathLike) -> TaskSpec:
     """The TaskSpec a task file defines (see the module docstring); one-line UserErrors."""
-    from ttrlab.io import path_errors, user_path
+    from ttrlab.core.io import path_errors, user_path
 
     path = user_path(value, "task file")
     with path_errors("task file", path):
@@ -224,7 +224,7 @@ HUB_KEYS = ("path", "config", "train", "dev", "revision")
 
 @functools.lru_cache(maxsize=32)
 def _load_stamped(path_text: str, mtime_ns: int, size: int) -> TaskSpec:
-    from ttrlab.io import read_text
+    from ttrlab.core.io import read_text
 
     path = Path(path_text)
     where = f"task file {path_text}"
@@ -309,7 +309,7 @@ def _sources(raw: dict[str, Any], path: Path, where: str) -> tuple[tuple[tuple[s
     for split in SPLITS:
         if not isinstance(raw.get(split), str) or not raw[split]:
             raise UserError(f"{where}: {split} must be a data file path, got {shown(raw.get(split))}")
-        from ttrlab.io import path_errors, user_path
+        from ttrlab.core.io import path_errors, user_path
 
         data = path.parent / user_path(raw[split], f"{where}: {split} data file")  # relative to the task file
         with path_errors(f"{where}: {split} data file", data):

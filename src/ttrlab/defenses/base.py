@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ttrlab.registry import Registry
-from ttrlab.settings import Section, require, setting
+from ttrlab.core.registry import Registry
+from ttrlab.core.settings import Section, require, setting
 
 DEFENSES: Registry[type["Defense"]] = Registry("defense")
 

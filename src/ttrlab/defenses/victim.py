@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ttrlab.data.examples import Example
-from ttrlab.errors import UserError
-from ttrlab.streams import rng_for
+from ttrlab.core.errors import UserError
+from ttrlab.core.streams import rng_for
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Victim:
 
     # ---- models -------------------------------------------------------------------------------
     def predict(self, model, examples: list[Example]) -> np.ndarray:
-        from ttrlab.training import predict
+        from ttrlab.training.loop import predict
 
         c = self.config
         return predict(model, self.tokenizer, examples, c.max_length, c.eval_batch_size, self.runtime)
@@ -77,8 +77,8 @@ class Victim:
     def forward(self, model, examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
         """(representations, logits) per example, in input order. The representation is what the
         classification head sees (for BERT: the pooled [CLS]), read by a hook on the head."""
-        from ttrlab.models import classification_head
-        from ttrlab.training import encode, pad_batch
+        from ttrlab.models.loading import classification_head
+        from ttrlab.training.loop import encode, pad_batch
 
         c = self.config
         model.eval()
@@ -122,7 +122,7 @@ class Victim:
         """A freshly loaded model (the run's seed: same head, same LoRA init), prepared by the run's
         method and trained on `examples` with the run's optimisation. (PreparedModel, train record)."""
         from ttrlab.methods import METHODS
-        from ttrlab.training import classification_training_set, optimize
+        from ttrlab.training.loop import classification_training_set, optimize
 
         c = self.config
         tokenizer, model = self.experiment.load_model(c, self.data)
@@ -135,7 +135,7 @@ class Victim:
     def train_more(self, model, examples: list[Example], steps: int, lr: float | None) -> dict[str, Any]:
         """Go on training `model` on `examples` for `steps` steps (a fresh AdamW and schedule,
         the run's other optimisation settings; `lr` None: the run's rate). The train record."""
-        from ttrlab.training import classification_training_set, optimize
+        from ttrlab.training.loop import classification_training_set, optimize
 
         c = self.config
         settings = c.replace(max_steps=steps, lr=lr if lr is not None else c.learning_rate())

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ttrlab.registry import Registry
+from ttrlab.core.registry import Registry
 
 
 def classification_metrics(labels, predictions, positive_label: int = 1, num_labels: int = 2) -> dict[str, float]:

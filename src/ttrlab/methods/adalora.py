@@ -12,7 +12,7 @@ from typing import Any
 
 from ttrlab.methods.base import METHODS, Method, PreparedModel, count_parameters
 from ttrlab.methods.lora import HIGH_RANK_FROM, peft_task_type, wrap
-from ttrlab.settings import Section, require, setting
+from ttrlab.core.settings import Section, require, setting
 
 
 @dataclass
@@ -43,7 +43,7 @@ class AdaLoRASettings(Section):
         require(self.adalora_orth_reg >= 0, f"adalora_orth_reg {self.adalora_orth_reg} must be >= 0")
 
     def check_model(self, model_config) -> None:
-        from ttrlab.models import hidden_size_of
+        from ttrlab.models.config import hidden_size_of
 
         if METHODS.get(self.method).settings is not AdaLoRASettings:
             return

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ttrlab.registry import Registry
+from ttrlab.core.registry import Registry
 
 # What a model is adapted for: a sequence classifier (GLUE runs, theory) or a causal LM.
 TASK_TYPES = ("classification", "generation")
-# The run kinds (`ttrlab.pipeline.Experiment.name`) a method can serve.
+# The run kinds (`ttrlab.kinds.pipeline.Experiment.name`) a method can serve.
 RUN_KINDS = ("train", "generative", "theory")
 
 
@@ -42,7 +42,7 @@ class Method:
     task_types: ClassVar[tuple[str, ...]] = TASK_TYPES
     kinds: ClassVar[tuple[str, ...]] = RUN_KINDS  # run kinds it serves (prompt tuning: no theory)
     is_full: ClassVar[bool] = False  # trains every parameter: the baseline others are compared with
-    # Runs of this method can train as one group over a shared frozen base (`ttrlab.fused`):
+    # Runs of this method can train as one group over a shared frozen base (`ttrlab.kinds.fused`):
     # only adapters whose layers peft can route per row (a frozen base the runs share).
     trains_fused: ClassVar[bool] = False
 

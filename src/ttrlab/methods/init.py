@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ttrlab.registry import Registry
+from ttrlab.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from ttrlab.errors import UserError, first_line
+from ttrlab.core.errors import UserError, first_line
 from ttrlab.methods.base import METHODS, Method, PreparedModel, count_parameters
 from ttrlab.methods.init import INIT_STRATEGIES
-from ttrlab.settings import Section, require, setting
+from ttrlab.methods.peft_tables import lora_default_targets
+from ttrlab.models.config import hidden_size_of, pretrained_config
+from ttrlab.core.settings import Section, require, setting
 
 # The seed of A's init is derived from the run seed but kept apart from the head's and the
 # data order's, so changing one of them does not silently shift the others.
@@ -77,8 +79,6 @@ class LoRASettings(Section):
 
     def check_model(self, model_config) -> None:
         """r at most the hidden size: A is r x n, and a rank above n adds nothing but memory."""
-        from ttrlab.models import hidden_size_of
-
         if _method(self.method).settings is not LoRASettings:
             return  # another method's run ignores the rank
         hidden = hidden_size_of(model_config)
@@ -98,18 +98,16 @@ def _method(name: str):
 def default_targets(config) -> list[str] | None:
     """peft's LoRA target modules for the architecture of `config.model` (its config.json, read
     without the weights), or None where that config is not on this machine or peft has no entry."""
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
-    from ttrlab.models import pretrained_config
-
     try:
         model_config = pretrained_config(config.model)
     # a .gguf file, a folder that is no model, a name no path can be: left "auto" here; the
     # model's own check (or prepare(), meeting the loaded model) reports what is wrong with it
     except (UserError, OSError, ValueError, TypeError):
         return None
-    model_type = getattr(model_config, "model_type", None)
-    return TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    targets = lora_default_targets().get(getattr(model_config, "model_type", None))
+    # a list of module names; peft gives some architectures a regex instead, which stays "auto"
+    # (peft matches it when the model loads)
+    return targets if isinstance(targets, list) else None
 
 
 def target_module_list(targets: str) -> str | list[str] | None:

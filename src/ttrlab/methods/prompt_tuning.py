@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ttrlab.methods.base import METHODS, Method, PreparedModel, count_parameters
 from ttrlab.methods.lora import peft_task_type, wrap
-from ttrlab.settings import Section, require, setting
+from ttrlab.core.settings import Section, require, setting
 
 PROMPT_INIT_SEED_OFFSET = 3_571
 
@@ -30,7 +30,7 @@ class PromptTuningSettings(Section):
         require(1 <= self.prompt_tokens <= 1024, f"prompt_tokens {self.prompt_tokens} must be in [1, 1024]")
 
     def check_model(self, model_config) -> None:
-        from ttrlab.models import positions_of
+        from ttrlab.models.config import positions_of
 
         if METHODS.get(self.method).settings is not PromptTuningSettings:
             return

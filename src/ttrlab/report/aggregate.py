@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.evaluation import METRICS
+from ttrlab.kinds.registry import RUN_KINDS
 from ttrlab.methods import METHODS, method_settings
 from ttrlab.report.derived import DERIVED
 from ttrlab.report.stats import MIN_N, Comparison, Summary, compare, stable_seed, summarize
@@ -45,33 +46,31 @@ SHOWN = ("task", "model", "method", "attack", "rate", "rank", "alpha", "init", "
 
 # ---- run kinds ----------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
-def kind_experiment(kind: str):
-    """The pipeline experiment of a registered run kind, or None (a plugin kind without one, or
-    a kind this installation does not know)."""
-    from ttrlab.sweep.kinds import RUN_KINDS
-
+def kind_config(kind: str):
+    """The config class of a registered run kind, or None (a plugin kind without one, or a kind
+    this installation does not know). Only the config is imported, never the experiment."""
     if kind not in RUN_KINDS:
         return None
-    return getattr(RUN_KINDS.get(kind), "experiment", None)
+    return getattr(RUN_KINDS.get(kind), "config_type", None)
 
 
 def task_type(kind: str) -> str | None:
     """What the kind's models are adapted for ("classification", "generation"), or None."""
-    experiment = kind_experiment(kind)
-    return experiment.config_type.TASK_TYPE if experiment is not None else None
+    config_type = kind_config(kind)
+    return config_type.TASK_TYPE if config_type is not None else None
 
 
 def kind_order(kind: str) -> tuple[int, str]:
     """Registered kinds in registration order (train, generative, theory), then the others."""
-    from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.kinds.registry import RUN_KINDS
 
     order = RUN_KINDS.registered()
     return (order.index(kind) if kind in order else len(order), kind)
 
 
 def trains(kind: str) -> bool:
-    experiment = kind_experiment(kind)
-    return experiment is not None and experiment.trains
+    config_type = kind_config(kind)
+    return config_type is not None and config_type.TRAINS
 
 
 def is_default_setting(kind: str, config: dict[str, Any]) -> bool:
@@ -99,8 +98,8 @@ def resolved_defaults(kind: str, model: Any) -> dict[str, Any] | None:
 
 @lru_cache(maxsize=None)
 def _kind_defaults(kind: str):
-    experiment = kind_experiment(kind)
-    return experiment.config_type() if experiment is not None else None
+    config_type = kind_config(kind)
+    return config_type() if config_type is not None else None
 
 
 def config_value(kind: str, config: dict[str, Any], name: str) -> Any:
@@ -130,10 +129,10 @@ def method_owned_keys() -> set[str]:
 # ---- cells --------------------------------------------------------------------------------------
 def cell_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """The identity of a stored run without its seed (see the module docstring)."""
-    experiment = kind_experiment(kind)
-    if experiment is not None:
+    config_type = kind_config(kind)
+    if config_type is not None:
         try:
-            values = experiment.config_type.from_dict(config).identity_values()  # what the run key hashes
+            values = config_type.from_dict(config).identity_values()  # what the run key hashes
             values.pop("seed", None)
             return values
         except (UserError, TypeError, ValueError):
@@ -148,11 +147,11 @@ def is_stale(run: dict[str, Any]) -> bool:
     key that identity gives now. Such a run is not the run its config now names; reports leave it
     out. Runs without a revised setting are never judged (documents from before a key existed keep
     whatever key they were stored under)."""
-    experiment = kind_experiment(run["kind"])
-    if experiment is None or "run_key" not in run:
+    config_type = kind_config(run["kind"])
+    if config_type is None or "run_key" not in run:
         return False
     try:
-        config = experiment.config_type.from_dict(run["config"])
+        config = config_type.from_dict(run["config"])
         if not any(key.endswith("_revision") for key in config.identity_values()):
             return False
         return config.run_key() != run["run_key"]

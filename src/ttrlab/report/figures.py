@@ -418,7 +418,7 @@ def save_figure(fig, out_dir: Path, stem: str) -> dict[str, Path]:
     the same file); closes it."""
     import matplotlib.pyplot as plt
 
-    from ttrlab.io import save_figure as save_atomic
+    from ttrlab.core.io import save_figure as save_atomic
     from ttrlab.theory.figures import save_svg
 
     paths = {"png": out_dir / f"{stem}.png", "svg": out_dir / f"{stem}.svg"}

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ttrlab.attacks import ATTACKS
-from ttrlab.errors import note
+from ttrlab.core.errors import note
 from ttrlab.evaluation import METRICS
-from ttrlab.io import check_output_folder, own_folder, write_text_atomic
+from ttrlab.core.io import check_output_folder, own_folder, write_text_atomic
 from ttrlab.report import claims as declared_claims
 from ttrlab.report import learning_curves, stats
 from ttrlab.report.aggregate import (
@@ -258,7 +258,7 @@ def _embedded(paths: dict[str, Path], out: Path) -> dict[str, str]:
 
 def _task_summaries(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(task, what its trigger does) for the generative tasks Table 3 holds, in its order."""
-    from ttrlab.generative.tasks import TASKS
+    from ttrlab.kinds.generative.tasks import TASKS
 
     names = list(dict.fromkeys(str(r["task"]) for r in rows))
     return [(name, TASKS.get(name).summary) for name in names if name in TASKS]

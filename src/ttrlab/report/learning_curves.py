@@ -1,4 +1,4 @@
-"""Learning curves (a run's `train.curve`, `ttrlab.curves`): how fast each method picks up a
+"""Learning curves (a run's `train.curve`, `ttrlab.training.curves`): how fast each method picks up a
 backdoor, from every cell whose runs were made with `curve_every > 0`.
 
 One figure per run kind and setting: cells that differ in anything but the task, the attack,
@@ -10,7 +10,7 @@ ASR without it, the false-trigger rate (dashed; generative curves only). Classif
 hold the ASR under backdoors only; a cell whose curves hold none of these (an untargeted
 attack: clean accuracy alone) is not drawn and is counted in a note.
 
-`reach_rows`: per drawn cell, the first checkpoint whose ASR is ≥ 50% (`ttrlab.curves.reached`)
+`reach_rows`: per drawn cell, the first checkpoint whose ASR is ≥ 50% (`ttrlab.training.curves.reached`)
 at each seed — the mean step and the mean number of poisoned examples seen by then, over the
 seeds that reached it, and in how many of the seeds it was never reached within the run (those
 are counted, not averaged in: their time to 50% is unknown, beyond the run).
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ttrlab.attacks import ATTACKS
-from ttrlab.curves import reached
+from ttrlab.training.curves import reached
 from ttrlab.evaluation import METRICS
 from ttrlab.report.aggregate import Cell, config_value, fmt, kind_order, method_owned_keys, trains
 from ttrlab.report.figures import COLORS, MARKERS, legend_entries, save_figure

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.methods import METHODS, method_settings
 from ttrlab.report.aggregate import method_label
 from ttrlab.theory.figures import metric

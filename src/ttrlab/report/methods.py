@@ -40,7 +40,7 @@ LEARNED_MARGIN = 0.05
 def chance(cell: Cell) -> float:
     """1 / the task's number of labels (2 where the task cannot be read here)."""
     from ttrlab.data.tasks import get_task
-    from ttrlab.errors import UserError
+    from ttrlab.core.errors import UserError
 
     try:
         return 1.0 / get_task(cell.config.get("task")).num_labels

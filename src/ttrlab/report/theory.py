@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from ttrlab.attacks import ATTACKS
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.evaluation import METRICS
-from ttrlab.io import write_text_atomic
+from ttrlab.core.io import write_text_atomic
 from ttrlab.report.aggregate import fmt, method_label, method_owned_keys, task_type, trains
 from ttrlab.report.figures import save_figure
 from ttrlab.report.matching import MATCH_KEYS, MEASURES, is_full, match_key, pair_points, point_label
@@ -449,7 +449,7 @@ def theory_vs_measured(
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
         draw_points(ax, points, stats, f"computed: {quantity}", f"measured: {measure}")
-        from ttrlab.io import save_figure as save_atomic
+        from ttrlab.core.io import save_figure as save_atomic
 
         save_atomic(fig, path, dpi=130)
         plt.close(fig)

@@ -9,7 +9,7 @@ database the moment they are dispatched (several drivers on one database split t
 
 - `inline`: in this process, one unit after another (debugging, benchmarks).
 - `local`: a pool of long-lived worker processes ("spawn"), each with its own model cache
-  (`ttrlab.models` caches the pretrained weights per process, so a worker loads a model once
+  (`ttrlab.models.loading` caches the pretrained weights per process, so a worker loads a model once
   and then only copies it per run). The driver hands a worker its next unit when it is free,
   so it always knows which unit each worker holds: a worker that dies (OOM killer, segfault)
   fails every run of that unit with the exit code and is replaced. Workers ignore SIGINT, SIGTERM
@@ -40,33 +40,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ttrlab.errors import UserError
-from ttrlab.registry import Registry
+from ttrlab.core.errors import UserError
+from ttrlab.core.registry import Registry
 from ttrlab.sweep.claims import WorkQueue
 from ttrlab.sweep.groups import Unit, unit_label
 from ttrlab.sweep.monitor import Monitor, Throttle
+from ttrlab.sweep.outcome import Outcome
 from ttrlab.sweep.spec import PlannedRun, Resources
-
-
-@dataclass
-class Outcome:
-    run: PlannedRun
-    result: dict[str, Any] | None
-    error: str | None
-    started_at: dt.datetime | None
-    seconds: float | None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def last_error_line(self) -> str | None:
-        """The error's last non-empty line (for a traceback: the exception), None if it ran."""
-        if self.error is None:
-            return None
-        lines = [line.strip() for line in self.error.strip().splitlines() if line.strip()]
-        return lines[-1] if lines else "error"
 
 
 OnOutcome = Callable[[Outcome], None]
@@ -129,7 +109,7 @@ def _set_threads(threads: int) -> None:
 def execute_one(kind_name: str, config_dict: dict[str, Any], progress=None) -> tuple[dict | None, str | None, dt.datetime, float]:
     """Run one config of a kind: (result, error text, started_at, seconds). Never raises on a
     failing run (the error is returned); KeyboardInterrupt still propagates."""
-    from ttrlab.sweep.kinds import RUN_KINDS, load_plugins
+    from ttrlab.kinds.registry import RUN_KINDS, load_plugins
 
     load_plugins()
     started_at, t0 = _utcnow(), time.perf_counter()
@@ -148,7 +128,7 @@ def execute_unit(kind_name: str, config_dicts: list[dict[str, Any]], progress=No
     with that error. Never raises on a failing run; KeyboardInterrupt still propagates."""
     if len(config_dicts) == 1:
         return [execute_one(kind_name, config_dicts[0], progress)]
-    from ttrlab.sweep.kinds import RUN_KINDS, load_plugins
+    from ttrlab.kinds.registry import RUN_KINDS, load_plugins
 
     load_plugins()
     started_at, t0 = _utcnow(), time.perf_counter()
@@ -476,7 +456,7 @@ def _shutdown(pool: list[_Worker]) -> None:
 
 # ---- ray ----------------------------------------------------------------------------------------
 def _import_ray():
-    from ttrlab.extras import require
+    from ttrlab.core.extras import require
 
     require("ray", "executor 'ray'")
     import ray

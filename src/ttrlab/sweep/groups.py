@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ttrlab.sweep.kinds import RUN_KINDS
+from ttrlab.kinds.registry import RUN_KINDS
 from ttrlab.sweep.spec import PlannedRun
 
 MAX_GROUP = 8

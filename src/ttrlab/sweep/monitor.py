@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.progress import TaskID
 
-from ttrlab.progress import progress_bars
+from ttrlab.core.progress import progress_bars
 
 if TYPE_CHECKING:
-    from ttrlab.sweep.executors import Outcome
+    from ttrlab.sweep.outcome import Outcome
     from ttrlab.sweep.spec import PlannedRun
 
 

@@ -22,9 +22,10 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from ttrlab.errors import UserError, first_line
+from ttrlab.core.errors import UserError, first_line
 from ttrlab.sweep.claims import WorkQueue
-from ttrlab.sweep.executors import EXECUTORS, Outcome
+from ttrlab.sweep.executors import EXECUTORS
+from ttrlab.sweep.outcome import Outcome
 from ttrlab.sweep.groups import work_units
 from ttrlab.sweep.monitor import Monitor
 from ttrlab.sweep.spec import PlannedRun, SweepSpec, load_spec
@@ -100,7 +101,7 @@ def plan(spec: SweepSpec, db: str | os.PathLike | None, retry_failed: bool = Fal
 def check_devices(runs: list[PlannedRun]) -> None:
     """UserError if a run asks for a device (or precision) this machine does not have: one line
     before the sweep starts, not one failed run per config."""
-    from ttrlab.runtime import Runtime
+    from ttrlab.models.runtime import Runtime
 
     for device, precision in sorted({(r.config.device, r.config.precision) for r in runs if hasattr(r.config, "device")}):
         Runtime.resolve(device, precision)
@@ -114,7 +115,7 @@ def run_sweep(
     progress: bool = True,
     retry_failed: bool = False,
     ray_address: str | None = None,
-    fuse: bool = True,
+    fuse: bool = False,
     lease: float = DEFAULT_LEASE_SECONDS,
 ) -> dict[str, Any]:
     """Run every planned run of `spec` that `db` does not hold yet; return a summary dict:

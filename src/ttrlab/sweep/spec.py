@@ -3,7 +3,7 @@
 A spec is data a person can read and diff::
 
     name: fig1-upa
-    kind: train                 # a run kind from ttrlab.sweep.kinds.RUN_KINDS (default: train)
+    kind: train                 # a run kind from ttrlab.kinds.registry.RUN_KINDS (default: train)
     figures: [1, 6]             # which of the paper's figures/tables these runs feed (informational)
     expected_wall_time: {cores: 2, minutes: 14, basis: "measured ..."}   # free-form, informational
     base: {task: sst2, model: minilm, max_steps: 300}
@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from ttrlab.errors import UserError, did_you_mean, shown
+from ttrlab.core.errors import UserError, did_you_mean, shown
 
 SPEC_KEYS = ("name", "description", "kind", "figures", "expected_wall_time", "base", "seeds", "resources",
              "grids", "axes", "include", "exclude")
@@ -180,7 +180,7 @@ def load_spec(source: str | Path | Mapping[str, Any], base: Mapping[str, Any] | 
         except yaml.YAMLError as error:  # a Python object a caller put in
             raise UserError(f"sweep spec holds a value YAML cannot write: {str(error).splitlines()[0]}") from None
     else:
-        from ttrlab.io import path_errors, read_text, user_path
+        from ttrlab.core.io import path_errors, read_text, user_path
 
         path = user_path(source, "sweep spec")
         with path_errors("sweep spec", path):
@@ -238,7 +238,7 @@ def _parse(data: dict[str, Any], where: str) -> SweepSpec:
 
     check_stored_text(name, Sweep.__table__.c.name, f"{where}: sweep name")  # before any database is made
     kind = data.get("kind", "train")
-    from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.kinds.registry import RUN_KINDS
 
     if kind not in RUN_KINDS:
         RUN_KINDS.get(kind)  # raises the "unknown run kind ... did you mean" UserError
@@ -293,7 +293,7 @@ def _parse(data: dict[str, Any], where: str) -> SweepSpec:
 # ---- expansion -----------------------------------------------------------------------------
 def expand(spec: SweepSpec) -> Expansion:
     """Every (grid point × seed) as a validated PlannedRun, duplicates (same run key) dropped."""
-    from ttrlab.sweep.kinds import RUN_KINDS
+    from ttrlab.kinds.registry import RUN_KINDS
     from ttrlab.sweep.store import RUN_KEY_LENGTH
 
     kind = RUN_KINDS.get(spec.kind)
@@ -426,7 +426,7 @@ def _seeds(value: Any, where: str) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     _require(isinstance(value, list) and value, f"{where} must be a non-empty list of integers, got {shown(value)}")
-    from ttrlab.settings import MAX_SEED
+    from ttrlab.core.settings import MAX_SEED
 
     for seed in value:
         _require(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,

@@ -71,8 +71,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from ttrlab.errors import UserError, first_line, shown
-from ttrlab.io import path_errors, user_path
+from ttrlab.core.errors import UserError, first_line, shown
+from ttrlab.core.io import path_errors, user_path
 
 FINISHED, FAILED = "finished", "failed"
 SCHEMA_VERSION = 2  # 1: sweeps, runs, metrics, sweep_runs; 2: + claims, ttrlab_meta

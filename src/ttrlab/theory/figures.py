@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ttrlab.errors import UserError
-from ttrlab.io import save_figure
+from ttrlab.core.errors import UserError
+from ttrlab.core.io import save_figure
 
 
 def pyplot():

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.theory._src import jacobian, layerwise, reference
 from ttrlab.theory._src.hf import DEFAULT_BUCKET_SIZE, SampleFunction, eager_attention
 from ttrlab.theory._src.memory import PeakRSS
@@ -143,7 +143,7 @@ def empirical_ntk(
     sample_function: tuple[SampleFunction, tuple[str, ...]] | None = None,
     bucket_size: int = DEFAULT_BUCKET_SIZE,
 ) -> NTKResult:
-    """The empirical NTK of `model` on `batch` (a padded batch from `ttrlab.training.collate`, on
+    """The empirical NTK of `model` on `batch` (a padded batch from `ttrlab.training.loop.collate`, on
     the model's device) over the parameters `names` (default: those with requires_grad).
 
     engine: 'layerwise', 'jacobian' or 'auto' (default; the module docstring compares them).

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ttrlab.registry import Registry
+from ttrlab.core.registry import Registry
 
 if TYPE_CHECKING:
     from ttrlab.report.aggregate import Cell

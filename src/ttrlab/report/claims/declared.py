@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ttrlab.errors import UserError, shown
+from ttrlab.core.errors import UserError, shown
 from ttrlab.report.claims.sequential import SequentialDesign
 
 ROLES = ("primary", "secondary", "described")

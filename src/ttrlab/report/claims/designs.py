@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats as sps
 
-from ttrlab.registry import Registry
+from ttrlab.core.registry import Registry
 from ttrlab.report.aggregate import Cell, comparison_key, config_value, fmt, method_owned_keys
 from ttrlab.report.claims.cells import CellIndex
 from ttrlab.report.claims.checks import CHECKS, backdoor_lift

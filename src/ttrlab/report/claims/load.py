@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ttrlab.errors import UserError
+from ttrlab.core.errors import UserError
 from ttrlab.evaluation import METRICS
 from ttrlab.report.claims.checks import CHECKS
 from ttrlab.report.claims.declared import ClaimsFile, read_claims

@@ -1,1 +1,0 @@
-"""CLI command modules of the core package (train, run, tasks, attacks)."""
