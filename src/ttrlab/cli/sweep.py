@@ -12,13 +12,12 @@ from ttrlab.cli import command_parser
 
 
 def register(subparsers) -> None:
-    from ttrlab.sweep.executors import EXECUTORS
-
     sweep = command_parser(subparsers, "sweep")
     sweep.add_argument("spec", help="sweep spec YAML (see specs/cpu/ and specs/paper/)")
     sweep.add_argument("--db", required=True, help="results database: a file path (SQLite) or an SQLAlchemy URL")
-    sweep.add_argument("--executor", default="local", choices=EXECUTORS.names(),
-                       help="local: process pool (default); ray: Ray tasks; inline: this process")
+    sweep.add_argument("--executor", default="local",
+                       help="local: process pool (default); ray: Ray tasks; inline: this process (an unknown name is "
+                            "refused with the registered ones)")
     sweep.add_argument("--workers", type=int, default=None,
                        help="parallel runs (default: cores // the spec's resources.cpus)")
     sweep.add_argument("--dry-run", action="store_true", help="print the run count and what would run; run nothing")
@@ -59,6 +58,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from ttrlab.sweep.runner import plan, run_sweep
     from ttrlab.sweep.spec import load_spec
 
+    from ttrlab.sweep.executors import EXECUTORS
+
+    EXECUTORS.get(args.executor)  # one line naming the registered executors, before anything is read
     fuse = on_off(args.fuse, "--fuse")
     if not args.until_decided and (args.budget is not None or args.max_seeds is not None or args.claims is not None):
         raise UserError("--budget, --max-seeds and --claims go with --until-decided")
