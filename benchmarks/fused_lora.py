@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 
+import _readme  # benchmarks/_readme.py: --write-readme
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -29,7 +31,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="1,2,4,8")
-    args = parser.parse_args()
+    args = _readme.parse_args(parser)
     torch.set_num_threads(args.threads)
     sizes = [int(k) for k in args.sizes.split(",")]
     rates = (0.0, 0.01, 0.05, 0.1)
@@ -54,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _readme.run(main)

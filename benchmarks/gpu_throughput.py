@@ -19,6 +19,8 @@ import os
 import time
 from pathlib import Path
 
+import _readme  # benchmarks/_readme.py: --write-readme
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
@@ -153,7 +155,7 @@ def main() -> None:
     parser.add_argument("--methods", default="ff,lora")
     parser.add_argument("--seq-lens", default="512,sst2", help="512 (every sentence full) and/or sst2 (8-45 tokens)")
     parser.add_argument("--fused", default="1,4,8", help="fused LoRA group sizes K ('' for none)")
-    args = parser.parse_args()
+    args = _readme.parse_args(parser)
     seq_lens = [s if s == "sst2" else int(s) for s in args.seq_lens.split(",")]
     rows = [measure(m, p, t, args) for t in seq_lens for m in args.methods.split(",") for p in args.precisions.split(",")]
     rows += [measure_fused(int(k), p, t, args) for t in seq_lens for k in filter(None, args.fused.split(","))
@@ -176,4 +178,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _readme.run(main)

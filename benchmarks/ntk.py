@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import _readme  # benchmarks/_readme.py: --write-readme
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ttrlab.kinds.classification.config import RunConfig  # noqa: E402
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="lora,ff")
     parser.add_argument("--max-jacobian-mb", type=int, default=1024)
     parser.add_argument("--out", default="results/theory/ntk_benchmark.json")
-    args = parser.parse_args(argv)
+    args = _readme.parse_args(parser, argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sizes = [int(x) for x in args.n.split(",")]
@@ -127,4 +129,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_readme.run(main))

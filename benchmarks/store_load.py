@@ -52,6 +52,8 @@ from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
+import _readme  # benchmarks/_readme.py: --write-readme
+
 HERE = Path(__file__).resolve().parent
 PLUGIN = "noop_kind"
 SEEDS = [0, 1, 2, 3, 4]
@@ -466,7 +468,7 @@ def main() -> int:
     parser.add_argument("--contention", type=int, default=None,
                         help="runs the two drivers share (default: 1000, or the largest size if smaller)")
     parser.add_argument("--tmp", default=None, help="folder for the SQLite files and logs (default: the system temp)")
-    args = parser.parse_args()
+    args = _readme.parse_args(parser)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
@@ -508,4 +510,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_readme.run(main))

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _readme  # benchmarks/_readme.py: --write-readme
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -27,7 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"))
-    args = parser.parse_args()
+    args = _readme.parse_args(parser)
 
     import torch
 
@@ -78,4 +80,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_readme.run(main))

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import _readme  # benchmarks/_readme.py: --write-readme
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -85,7 +87,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--row", default=None, help="(internal) train one row in this process and print it as JSON")
-    args = parser.parse_args()
+    args = _readme.parse_args(parser)
     torch.set_num_threads(args.threads)
     base = RunConfig(task="sst2", train_size=2000, lr_preset="cpu", seed=0, attack="bpa", rate=0.05)
     if args.row is not None:
@@ -142,4 +144,4 @@ def spec_training_minutes(step_seconds: dict[tuple[str, str], float], workers: i
 
 
 if __name__ == "__main__":
-    main()
+    _readme.run(main)

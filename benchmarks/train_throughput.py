@@ -20,6 +20,8 @@ import argparse
 import os
 import time
 
+import _readme  # benchmarks/_readme.py: --write-readme
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -102,7 +104,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--also-512", action="store_true", help="add the official code's padding to 512 (slow)")
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
+    args = _readme.parse_args(parser)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = RunConfig(task="sst2", method="lora", rank=8, alpha=16, train_size=2000, lr_preset="cpu", seed=0)
@@ -139,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _readme.run(main)
