@@ -42,6 +42,12 @@ def test_the_verdicts_and_the_headline_are_what_the_published_database_gives(tmp
     assert published("headline") == generated["headline"].strip()
 
 
+def test_the_project_readme_quotes_the_same_headline():
+    begin, end = _publisher().MARKERS["headline"]
+    front = (REPO / "README.md").read_text(encoding="utf-8")
+    assert front.split(begin)[1].split(end)[0].strip() == published("headline")
+
+
 def test_the_headline_is_on_the_first_screen():
     text = (RESULTS / "README.md").read_text(encoding="utf-8")
     assert text.index("<!-- headline: begin -->") < 1500 and "primary claims decided after correction" in published("headline")

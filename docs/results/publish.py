@@ -59,7 +59,10 @@ def main(source: str) -> None:
     db.execute("VACUUM")
     db.close()
     readme = HERE / "README.md"
-    write_text_atomic(readme, splice(readme.read_text(encoding="utf-8"), published(cells)))
+    parts = published(cells)
+    write_text_atomic(readme, splice(readme.read_text(encoding="utf-8"), parts))
+    front = HERE.parents[1] / "README.md"  # the project's front door quotes the headline too
+    write_text_atomic(front, splice(front.read_text(encoding="utf-8"), {"headline": parts["headline"]}))
     print(f"{DATABASE} ({DATABASE.stat().st_size / 1e6:.1f} MB), {REPORT / 'index.html'}, {readme}")
 
 
