@@ -3,12 +3,12 @@ works end to end, here on a shrunken copy of the spec so the test stays fast."""
 import copy
 
 from ttrlab.cli import main
-from ttrlab.cli import core
+from ttrlab.cli import run as run_command
 from ttrlab.sweep import load_spec
 
 
 def test_main_job_spec_is_valid_and_sized():
-    spec = load_spec(core.main_job_spec())
+    spec = load_spec(run_command.main_job_spec())
     runs = spec.expand().runs
     assert len(runs) == 20
     assert {r.config.method for r in runs} == {"ff", "lora"}
@@ -16,7 +16,7 @@ def test_main_job_spec_is_valid_and_sized():
 
 
 def test_main_job_end_to_end_on_a_tiny_copy(tmp_path, glue_dir, monkeypatch, capsys):
-    real = core.main_job_spec
+    real = run_command.main_job_spec
 
     def tiny(data_dir=None, **base):
         spec = copy.deepcopy(real(str(glue_dir), **base))
@@ -27,7 +27,7 @@ def test_main_job_end_to_end_on_a_tiny_copy(tmp_path, glue_dir, monkeypatch, cap
             grid["axes"]["rate"] = grid["axes"]["rate"][:1]
         return spec
 
-    monkeypatch.setattr(core, "main_job_spec", tiny)
+    monkeypatch.setattr(run_command, "main_job_spec", tiny)
     db, out = tmp_path / "main.sqlite", tmp_path / "report"
     assert main(["run", "--db", str(db), "--out", str(out), "--executor", "inline", "--quiet"]) == 0
     printed = capsys.readouterr().out
