@@ -40,6 +40,8 @@ COMMANDS: dict[str, Command] = {
     "theory": Command("ttrlab.cli.theory", "NTK, M', Fisher spectrum, IB, Renyi entropy, Thm 3.4, Fig. 3"),
     "gen-train": Command("ttrlab.cli.generative", "one generative backdoor run (causal LM, FF or LoRA; task jailbreak, "
                                                   "refusal or negsentiment) → JSON result"),
+    "import": Command("ttrlab.cli.importing", "someone else's per-seed results (CSV, or the paper's own raw data) into "
+                                              "a results database, marked external with their provenance"),
     "list": Command("ttrlab.cli.listing", "list what is registered: tasks, attacks, methods, defenses, kinds, "
                                           "gen-tasks, gen-attacks"),
     "tasks": Command("ttrlab.cli.listing", "list the registered tasks, or show the task of task files"),
