@@ -17,7 +17,7 @@ from ttrlab.sweep.store import ResultStore
 from conftest import SHARED_DATA
 
 OFFICIAL = SHARED_DATA / "official" / "vary_pr.json"
-OFFICIAL_CLAIMS = "src/ttrlab/report/claims/official_claims.yaml"
+OFFICIAL_CLAIMS = "official"  # shipped: report/claims/official_claims.yaml
 
 
 def _runs(db):

@@ -20,6 +20,8 @@ EXPECT = ("lower", "higher", "none")
 BASELINES = ("full", "clean")  # or a {key: value} mapping
 CORRECTIONS = ("holm", "benjamini_hochberg")
 DEFAULT_FILE = "report/claims/paper_claims.yaml"
+# claims files shipped with ttrlab, named without their path: `--claims official`
+SHIPPED = {"paper": DEFAULT_FILE, "official": "report/claims/official_claims.yaml"}
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,12 @@ class ClaimsFile:
 
 
 def read_claims(path: str | Path | None = None) -> ClaimsFile:
-    """The claims file at `path` (default: the paper's, shipped with ttrlab), structurally checked."""
-    if path is None:
-        text = resources.files("ttrlab").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
-        source = f"ttrlab/{DEFAULT_FILE}"
+    """The claims file at `path`, or a shipped one by name (`SHIPPED`; default: the paper's),
+    structurally checked."""
+    shipped = SHIPPED["paper"] if path is None else SHIPPED.get(str(path))
+    if shipped is not None:
+        text = resources.files("ttrlab").joinpath(shipped).read_text(encoding="utf-8")
+        source = f"ttrlab/{shipped}"
     else:
         try:
             text = Path(path).read_text(encoding="utf-8")
