@@ -212,7 +212,8 @@ def test_each_run_computed_once_in_its_group_and_stored(fusy, tmp_path, executor
     from ttrlab.sweep import run_sweep
 
     db = tmp_path / "r.sqlite"
-    summary = run_sweep(fusy_spec(tmp_path / "s.yaml"), db, executor=executor, workers=2, progress=False)
+    summary = run_sweep(fusy_spec(tmp_path / "s.yaml"), db, executor=executor, workers=2, progress=False,
+                        fuse=True)
     assert (summary["ran"], summary["finished"], summary["failed"]) == (9, 9, 0)
     log = computed(fusy)
     assert Counter(entry["x"] for entry in log) == Counter(float(x) for x in range(1, 10))  # once each
@@ -229,7 +230,7 @@ def test_each_run_computed_once_in_its_group_and_stored(fusy, tmp_path, executor
     if executor == "local":
         assert len({entry["pid"] for entry in log if entry["x"] <= 5}) == 1  # one worker held the unit
         assert os.getpid() not in {entry["pid"] for entry in log}
-    again = run_sweep(fusy_spec(tmp_path / "s.yaml"), db, executor=executor, workers=2, progress=False)
+    again = run_sweep(fusy_spec(tmp_path / "s.yaml"), db, executor=executor, workers=2, progress=False, fuse=True)
     assert (again["already_finished"], again["ran"]) == (9, 0)
     assert len(computed(fusy)) == 9
 
@@ -239,7 +240,8 @@ def test_a_raising_group_fails_all_its_runs_and_nothing_else(fusy, tmp_path, exe
     from ttrlab.sweep import run_sweep
 
     db = tmp_path / "r.sqlite"
-    summary = run_sweep(fusy_spec(tmp_path / "s.yaml", fail=True), db, executor=executor, workers=2, progress=False)
+    summary = run_sweep(fusy_spec(tmp_path / "s.yaml", fail=True), db, executor=executor, workers=2, progress=False,
+                        fuse=True)
     assert (summary["finished"], summary["failed"]) == (7, 2)
     assert [message for _, message in summary["failures"]] == ["RuntimeError: group of 2 asked to fail"] * 2
     failed = stored(db, status="failed")
@@ -247,7 +249,7 @@ def test_a_raising_group_fails_all_its_runs_and_nothing_else(fusy, tmp_path, exe
     assert all("RuntimeError: group of 2 asked to fail" in r["error"] and r["metrics"] == {} for r in failed)
     assert Counter(entry["x"] for entry in computed(fusy)) == Counter(float(x) for x in range(1, 10))
     retried = run_sweep(fusy_spec(tmp_path / "s.yaml", fail=True), db, executor=executor, workers=2,
-                        progress=False, retry_failed=True)
+                        progress=False, retry_failed=True, fuse=True)
     assert (retried["ran"], retried["failed"]) == (2, 2)  # the failed group is retried as a group
     assert [entry["group"] for entry in computed(fusy)[9:]] == [[6.0, 7.0]] * 2
 
@@ -255,7 +257,8 @@ def test_a_raising_group_fails_all_its_runs_and_nothing_else(fusy, tmp_path, exe
 def test_a_worker_that_dies_fails_every_run_of_its_unit(fusy, tmp_path):
     from ttrlab.sweep import run_sweep
 
-    summary = run_sweep(fusy_spec(tmp_path / "s.yaml", die=True), tmp_path / "r.sqlite", workers=1, progress=False)
+    summary = run_sweep(fusy_spec(tmp_path / "s.yaml", die=True), tmp_path / "r.sqlite", workers=1, progress=False,
+                        fuse=True)
     assert (summary["finished"], summary["failed"]) == (7, 2)
     assert all(message.startswith("worker process died (exit code 7) while running this config (one of 2 runs fused")
                for _, message in summary["failures"])
@@ -284,7 +287,7 @@ def test_ray_runs_a_unit_as_one_task(fusy, tmp_path):
              runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "TTRLAB_PLUGINS": "fusy_kind",
                                        "FUSY_LOG": str(fusy)}})
     try:
-        summary = run_sweep(fusy_spec(tmp_path / "s.yaml", fail=True), db, executor="ray", progress=False)
+        summary = run_sweep(fusy_spec(tmp_path / "s.yaml", fail=True), db, executor="ray", progress=False, fuse=True)
     finally:
         ray.shutdown()
     assert (summary["finished"], summary["failed"]) == (7, 2)
@@ -300,7 +303,7 @@ def test_dry_run_prints_the_units_in_dispatch_order(fusy, tmp_path, capsys):
     from ttrlab.cli import main
 
     spec, db = fusy_spec(tmp_path / "s.yaml"), tmp_path / "r.sqlite"
-    assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run", "--fuse", "on"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("9 would run as 4 units (2 fused groups)")
     assert out[1] == "  group of 5:" and all(line.startswith("    ") and "[a] x=" in line for line in out[2:7])
