@@ -136,19 +136,29 @@ def tables_of(html: str) -> Tables:
     return parser
 
 
-HEADLINE = {"kind": "kind", "task": "task", "model": "model", "attack": "attack", "rate": "rate", "metric": "metric",
-            "full": "mean_full", "paired difference": "difference", "95% CI": "ci", "pairs": "pairs", "p (sign-flip)": "p",
-            "MDD": "mdd", "better (observed)": "better", "verdict": "verdict"}
+HEADLINE = {"task": "task", "attack": "attack", "rate": "rate", "metric": "metric", "full": "mean_full",
+            "paired difference [95% CI]": "difference", "pairs": "pairs", "p (sign-flip)": "p", "MDD": "mdd",
+            "better (observed)": "better", "verdict": "verdict"}
 
 
 def headline_rows(html: str) -> list[dict[str, str]]:
     """The headline table of the Summary section as {column: text} rows (the first "method"
-    column is the pair compared, the second the method's mean)."""
+    column is the pair compared, the second the method's mean; "kind" and "model" from the row
+    that heads each group of rows, where the table holds several)."""
     rows = tables_of(html).sections["summary"]
     head = next(i for i, r in enumerate(rows) if "task" in r and "metric" in r)
     columns = [HEADLINE.get(name, name) for name in rows[head]]
     columns[columns.index("method", columns.index("method") + 1)] = "mean_method"
-    return [dict(zip(columns, r)) for r in rows[head + 1:] if len(r) == len(columns)]
+    found, group = [], {}
+    for r in rows[head + 1:]:
+        if len(r) == 1 and " · " in r[0]:
+            group = dict(zip(("kind", "model"), r[0].split(" · ")))
+        elif len(r) == len(columns):
+            row = {**group, **dict(zip(columns, r))}
+            row["difference"], _, interval = row["difference"].partition(" ")
+            row["ci"] = interval
+            found.append(row)
+    return found
 
 
 @pytest.fixture(scope="module")

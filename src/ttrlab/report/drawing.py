@@ -11,6 +11,7 @@ COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 TITLE_SIZE = 11
 MARGIN = 0.02  # of the figure's width, each side, kept free of the title
+ROOM = 0.9 * 72  # points of a figure's height its size allows for the title and the legend
 
 
 def pyplot():
@@ -73,16 +74,21 @@ def _legend(fig, handles, names, columns: int, fontsize: float):
 def finish(fig, title: str, axes=None, legend_columns: int = 4, legend_size: float = 9,
            title_size: float = TITLE_SIZE) -> None:
     """Lay out a drawn figure: its title wrapped to the figure's width on top, one legend of every
-    labelled series (from `axes`) at the bottom, and the panels in between (`tight_layout` within
-    the room the two leave)."""
-    height = fig.get_figheight() * 72  # points
+    labelled series (from `axes`) at the bottom in as many columns as fit, and the panels in
+    between (`tight_layout`). Where the title's lines and the legend's rows need more than the
+    `ROOM` every figure's size allows for them, the figure grows by the difference, so that the
+    panels keep their height."""
     lines = wrap_to_width(fig, title, title_size, 1 - 2 * MARGIN)
-    top = 1 - (len(lines) * 1.35 * title_size + 8) / height
-    fig.suptitle("\n".join(lines), fontsize=title_size, y=1 - 4 / height, va="top")
+    top = len(lines) * 1.35 * title_size + 8  # points
     bottom = 0.0
     if axes is not None:
         handles, names = legend_entries(axes)
         if names:
             _, ncol = _legend(fig, handles, names, legend_columns, legend_size)
-            bottom = (math.ceil(len(names) / ncol) * 1.45 * legend_size + 8) / height
-    fig.tight_layout(rect=(0, min(bottom, 0.45), 1, max(top, 0.5)))
+            bottom = math.ceil(len(names) / ncol) * 1.45 * legend_size + 8
+    height = fig.get_figheight() * 72
+    if top + bottom > ROOM:
+        height += top + bottom - ROOM
+        fig.set_figheight(height / 72)
+    fig.suptitle("\n".join(lines), fontsize=title_size, y=1 - 4 / height, va="top")
+    fig.tight_layout(rect=(0, bottom / height, 1, 1 - top / height))

@@ -131,7 +131,7 @@ class Line:
     condition: str = ""  # rank / k figures: "clean" or "BPA ρ=0.02"; a line and its reference share it
     default: bool = False  # the method's settings are the kind's defaults
     points: dict[float, dict[Any, float]] = field(default_factory=dict)  # x -> seed -> value
-    cells: set[str] = field(default_factory=set)  # the ids of the cells drawn in it
+    cells: dict[str, float | None] = field(default_factory=dict)  # the id of each cell drawn in it -> its x (None: a reference)
 
     def xs(self) -> list[float]:
         return sorted(self.points)
@@ -288,7 +288,7 @@ def figure_data(spec: FigureSpec, records: list[dict[str, Any]], attacks: dict[s
                 line = _line(spec, record, row, rate, attacks, panels[(r, config["task"])])
                 x = rate if spec.series_by_method else _x_value(spec, config)
                 line.points.setdefault(x, {}).setdefault(record["seed"], record["metrics"][row.metric])
-                line.cells.add(record["cell"])
+                line.cells[record["cell"]] = x
         panels = {key: lines for key, lines in panels.items() if lines}
         if spec.series_by_method:
             panels = {key: _keep_one_setting(lines) for key, lines in panels.items()}
@@ -369,7 +369,7 @@ def _full_references(spec: FigureSpec, records: list[dict[str, Any]], panels,
                 continue
             line = refs.setdefault(condition, Line(f"{full.label} {condition}", True, full.name, condition))
             line.points.setdefault(0.0, {}).setdefault(record["seed"], record["metrics"][row.metric])
-            line.cells.add(record["cell"])
+            line.cells[record["cell"]] = None
         out[(r, task)] = sorted(refs.values(), key=_series_order)
     return out
 

@@ -143,7 +143,9 @@ def headline_rows(comparisons: list[ComparisonRow], rule: LearnedRule) -> list[d
             "pairs": r.n_pairs, "p": fmt(r.p_sign_flip, 3), "p_floor": fmt(r.p_floor, 4), "mdd": fmt(r.mdd),
             "welch_p": fmt(r.welch_p, 3), "verdict": r.verdict, "sig": r.significant, "better": c.better(),
             "not_learned": rule.failed(c.cell, c.full) or "",
-            "_order": (kind_order(c.cell.kind), str(config.get("task")), attack_order(str(config.get("attack"))),
+            # kind and model first: the page heads each (kind, model) group of rows once
+            "_order": (kind_order(c.cell.kind), str(config.get("model")), str(config.get("task")),
+                       attack_order(str(config.get("attack"))),
                        c.cell.rate, c.cell.method_label(), c.metric),
         })
     rows.sort(key=lambda row: (bool(row["not_learned"]), row.pop("_order")))
@@ -154,7 +156,8 @@ def attacks_without_comparison(cells: list[Cell], comparisons: list[ComparisonRo
     """Attacks of training kinds in the database that no method-vs-full pair covers."""
     compared = {c.cell.config.get("attack") for c in comparisons}
     held = {cell.config.get("attack") for cell in cells if trains(cell.kind)}
-    return sorted(str(a) for a in held - compared if a is not None)
+    return [f"{ATTACKS.get(a).label} ({a})" if a in ATTACKS and ATTACKS.get(a).label != a else str(a)
+            for a in sorted(str(a) for a in held - compared if a is not None)]
 
 
 # ---- Table 2 ------------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 (`report.claims`): on the page when the runs can test or describe at least one of them, or when
 the user asked for the verdicts (`--compare-paper`, `--claims`); then also paper_comparison.md
 and .csv beside the report. A row shows what decides the claim; the rest (the paper's words, the
-arms' values, the look's own p, the verdict without the manipulation checks, why) is behind it."""
+arms' values, the look's own p, the verdict without the manipulation checks, why) is behind it.
+The claims these runs cannot test are listed apart, closed, with what each would need."""
 from __future__ import annotations
 
 from typing import Any
 
+from ttrlab.report.claims.decide import NOT_TESTABLE
 from ttrlab.report.sections import Section, section
 
 # what a row of the page shows (the other columns of `claims.tables.COLUMNS` go behind each claim)
@@ -28,10 +30,10 @@ class Claims(Section):
         verdicts = data.verdicts
         folder.write("paper_comparison.md", f"{verdicts.header()}\n\n**{verdicts.headline()}**\n\n{verdicts.markdown()}")
         folder.write("paper_comparison.csv", verdicts.csv())
-        rows = []
+        tested, untested = [], []
         for row, decision in zip(verdicts.rows(), verdicts.decisions):
             details = [(label, row[key]) for key, label in DETAILS if row.get(key) not in (None, "", "–")]
-            rows.append({**row, "decided": decision.decided, "details": details})
-        return {"rows": rows, "header": verdicts.header(), "summary": verdicts.headline(),
-                "checks": list(data.declared.checks.values()),
-                "testable": data.testable_claims, "total": len(rows)}
+            (untested if decision.verdict == NOT_TESTABLE else tested).append(
+                {**row, "decided": decision.decided, "details": details})
+        return {"rows": tested, "untested": untested, "header": verdicts.header(), "summary": verdicts.headline(),
+                "checks": list(data.declared.checks.values()), "total": len(tested) + len(untested)}

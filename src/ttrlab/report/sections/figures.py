@@ -34,7 +34,7 @@ class Figures(Section):
                 "alt": f"{figure.name}: {figure.spec.title} ({attacks})",
                 "context": setting_text(figure.kind, figure.context),
                 "not_learned": not_learned_text([(task, line.label, line.cells) for task, line in figure.lines()],
-                                                cells, data.learned),
+                                                cells, data.learned, figure.spec.x),
                 **folder.figure(draw(figure), figure.stem, table),
                 "x_label": figure.spec.x_label,
                 "table": [{**r, "x": fmt(r["x"]), "mean": fmt(r["mean"]), "std": fmt(r["std"])} for r in table],
@@ -42,13 +42,20 @@ class Figures(Section):
         return {"figures": drawn, "notes": notes}
 
 
-def not_learned_text(series, cells, rule) -> str:
-    """'cola: FF, LoRA r=8, α=16' — of `series` ((task, label, cell ids) drawn), those whose cells
-    of that task hold a method that did not learn it (`report.learned`), per task; or ''."""
+def not_learned_text(series, cells, rule, x: str = "") -> str:
+    """'cola: FF, LoRA r=8, α=16; sst2: LoRA clean at rank 1' — of `series` ((task, label,
+    {cell id: its x}) drawn), those whose cells of that task hold a method that did not learn it
+    (`report.learned`), per task; where only some points of a line did not, at which `x` (a
+    reference line's cells have no x: it is named whole)."""
     found: dict[str, list[str]] = {}
-    for task, label, ids in series:
-        if any(cid in cells and str(cells[cid].task) == str(task) and rule.failed(cells[cid]) for cid in ids):
-            labels = found.setdefault(str(task_label(task)), [])
-            if label not in labels:
-                labels.append(label)
+    for task, label, points in series:
+        held = {cid: at for cid, at in points.items() if cid in cells and str(cells[cid].task) == str(task)}
+        failed = {at for cid, at in held.items() if rule.failed(cells[cid])}
+        if not failed:
+            continue
+        partial = failed != set(held.values()) and None not in failed
+        where = f" at {x} {', '.join(fmt(v) for v in sorted(failed))}" if partial else ""
+        labels = found.setdefault(str(task_label(task)), [])
+        if label + where not in labels:
+            labels.append(label + where)
     return "; ".join(f"{task}: {', '.join(labels)}" for task, labels in found.items())

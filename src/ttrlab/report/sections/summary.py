@@ -28,8 +28,7 @@ class Summary(Section):
             "triggered": any(cell.attack is not None and cell.attack.is_backdoor() and task_type(cell.kind) == "classification"
                              for cell in data.training_cells),
             "headline": headline,
-            "show_kind": len({r["kind"] for r in headline}) > 1,
-            "show_model": len({str(r["model"]) for r in headline}) > 1,
+            "grouped": len({(r["kind"], str(r["model"])) for r in headline}) > 1,
             "not_learned": sum(bool(r["not_learned"]) for r in headline),
             "learned_rule": data.learned.describe(),
             "missing": attacks_without_comparison(data.cells, data.comparisons),

@@ -27,7 +27,8 @@ class Varied(Section):
         drawn = []
         for figure in figures:
             table = figure.table()
-            series = [(task, s.label, set(s.cells)) for s in figure.series for task in figure.tasks]
+            series = [(task, s.label, {cid: at for cid, (_, at) in s.cells.items()})
+                      for s in figure.series for task in figure.tasks]
             drawn.append({
                 "anchor": figure.stem,
                 "title": f"{figure.name}.",
@@ -36,7 +37,7 @@ class Varied(Section):
                             + "mean ± std (ddof=1) over seeds; rows are metrics, columns tasks."),
                 "alt": figure.title,
                 "context": setting_text(figure.kind, figure.shared),
-                "not_learned": not_learned_text(series, cells, data.learned),
+                "not_learned": not_learned_text(series, cells, data.learned, figure.x or ""),
                 **folder.figure(draw(figure), figure.stem, table),
                 "x_label": figure.x or "series",
                 "table": [{**r, "x": fmt(r["x"]), "mean": fmt(r["mean"]), "std": fmt(r["std"])} for r in table],
