@@ -237,7 +237,10 @@ def test_the_store_returns_typed_records_that_still_read_as_the_old_rows(tmp_pat
 
 # ---- figures whose text fits ---------------------------------------------------------------------------
 def _inside(fig) -> None:
-    """Every text of the figure (title, legend, labels) within its canvas; the title above the panels."""
+    """Every text of the figure (title, legend, labels) within its canvas; the title above the panels,
+    and close to them (no second band of white the title's room was counted twice for)."""
+    from ttrlab.report.drawing import TITLE_SIZE
+
     renderer = fig.canvas.get_renderer()
     box = fig.bbox
     title = fig._suptitle.get_window_extent(renderer)
@@ -247,6 +250,8 @@ def _inside(fig) -> None:
         assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0
     for ax in fig.axes:
         assert ax.get_tightbbox(renderer).y1 <= title.y0 + 1, fig._suptitle.get_text()
+    gap = title.y0 - max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)
+    assert gap <= 2 * TITLE_SIZE * fig.dpi / 72, gap
 
 
 @pytest.mark.parametrize("spec", ["fig5", "fig12", "fig7"])

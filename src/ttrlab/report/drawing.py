@@ -90,5 +90,6 @@ def finish(fig, title: str, axes=None, legend_columns: int = 4, legend_size: flo
     if top + bottom > ROOM:
         height += top + bottom - ROOM
         fig.set_figheight(height / 72)
-    fig.suptitle("\n".join(lines), fontsize=title_size, y=1 - 4 / height, va="top")
+    suptitle = fig.suptitle("\n".join(lines), fontsize=title_size, y=1 - 4 / height, va="top")
+    suptitle.set_in_layout(False)  # its room is the rect's top; tight_layout would add it a second time
     fig.tight_layout(rect=(0, bottom / height, 1, 1 - top / height))
