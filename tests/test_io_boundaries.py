@@ -385,7 +385,7 @@ REDACTION_CASES = [
 
 @pytest.mark.parametrize("url,shown", [pytest.param(u, s, id=i) for i, u, s in REDACTION_CASES])
 def test_every_url_form_is_redacted(url, shown):
-    from ttrlab.sweep.store import database_url, redacted
+    from ttrlab.sweep.store import as_given, database_url, redacted
 
     try:
         given = database_url(url)
@@ -393,6 +393,7 @@ def test_every_url_form_is_redacted(url, shown):
         given = url
     assert redacted(given) == shown
     assert SECRET not in redacted(given) and SECRET not in redacted(url)
+    assert SECRET not in as_given(url) and SECRET not in as_given(given)  # as a report's page names it
 
 
 def test_no_output_of_a_run_holds_the_password(capsys, tmp_path, monkeypatch, postgres_url):

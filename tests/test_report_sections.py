@@ -189,6 +189,17 @@ def test_a_rebuilt_report_holds_only_what_this_database_gives(task_file, tmp_pat
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_the_page_names_the_database_as_given(tmp_path, monkeypatch):
+    """A relative path stays relative (a published report names no folder of the machine that
+    built it); the store resolves it only to open it."""
+    make_db(tmp_path / "r.sqlite", upa_configs()[:6])
+    monkeypatch.chdir(tmp_path)
+    html = build_report("r.sqlite", "report").read_text()
+    assert "· database r.sqlite</p>" in html and str(tmp_path) not in html
+    html = build_report(tmp_path / "r.sqlite", "again").read_text()  # an absolute path, as given
+    assert f"· database {tmp_path / 'r.sqlite'}</p>" in html
+
+
 def test_comparisons_csv_names_the_arm_that_did_not_learn(task_file, tmp_path):
     def ff_never_fits(config, rng):
         return csv_task_result(config, rng, loss=1.5 if config.method == "ff" else 0.3)

@@ -15,7 +15,7 @@ from ttrlab.report.aggregate import Cell, ComparisonRow, build_cells, is_stale, 
 from ttrlab.report.claims.declared import ClaimsFile
 from ttrlab.report.claims.decide import NOT_TESTABLE
 from ttrlab.report.learned import LearnedRule
-from ttrlab.sweep.store import FAILED, FINISHED, ResultStore, StoredRun, Sweep, redacted
+from ttrlab.sweep.store import FAILED, FINISHED, ResultStore, StoredRun, Sweep, as_given
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ReportData:
     failed: list[StoredRun]
     skipped: list[dict[str, Any]]  # stored rows left out (damaged, edited by hand)
     sweeps: list[Sweep]
-    database: str  # as a page may show it (secrets hidden)
+    database: str  # as the user named it (secrets hidden): `store.as_given`
     declared: ClaimsFile  # the claims to decide
     claims_asked: bool = False  # the user asked for the verdicts (--compare-paper, or a claims file)
 
@@ -39,7 +39,7 @@ class ReportData:
                 note(message)
             for row in store.skipped:
                 note(f"left out of the report: stored run {row['id']} ({row['kind']} {row['run_key']}): {row['problem']}")
-            return cls(runs, failed, list(store.skipped), sweeps, redacted(store.url), declared,
+            return cls(runs, failed, list(store.skipped), sweeps, as_given(db), declared,
                        claims_asked=compare_paper or claims is not None)
 
     @cached_property

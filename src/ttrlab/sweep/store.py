@@ -271,6 +271,16 @@ def redacted(url: str | URL) -> str:
     return text + ("?" + "&".join(pairs) if pairs else "")
 
 
+def as_given(db: str | os.PathLike | URL) -> str:
+    """The database as its user named it, for a page to show: a file path as written (a relative
+    path stays relative, so a published report names no folder of the machine that built it;
+    `database_url` resolves it to open it), a URL with its secrets hidden (`redacted`)."""
+    if isinstance(db, URL):
+        return redacted(db)
+    text = os.fsdecode(db)
+    return redacted(text) if "://" in text else text
+
+
 def secrets_of(url: str | URL) -> list[str]:
     """The secret strings a database URL holds (to hide them in a driver's error text too)."""
     try:
