@@ -227,7 +227,8 @@ def test_report_escapes_hostile_strings(tmp_path_factory, evil, where):
     html = build_report(db, folder / "out").read_text(encoding="utf-8")
     if any(c in evil for c in "<>&\"'"):
         assert evil not in html, f"{where}: {evil!r} unescaped"
-    assert not re.search(r"<(script|img|svg|textarea)\b", html, re.I), f"{where}: {evil!r} made a tag"
+    own = re.sub(r'<img src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]*"', "", html)  # the report's own figures
+    assert not re.search(r"<(script|img|svg|textarea)\b", own, re.I), f"{where}: {evil!r} made a tag"
     assert str(escape(evil)) in html or str(escape(evil)).replace("&#34;", "\\&#34;") in html, f"{where}: {evil!r} not shown"
 
 

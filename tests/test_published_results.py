@@ -48,6 +48,13 @@ def test_the_project_readme_quotes_the_same_headline():
     assert front.split(begin)[1].split(end)[0].strip() == published("headline")
 
 
+def test_the_published_report_names_its_database_as_publish_gave_it():
+    """publish.py builds the report from inside docs/results: the page names "paper_cpu.sqlite",
+    not the folder of the machine that published it."""
+    header = (RESULTS / "report" / "index.html").read_text(encoding="utf-8").split("</header>")[0]
+    assert header.split("· database ")[1].startswith("paper_cpu.sqlite</p>")
+
+
 def test_the_headline_is_on_the_first_screen():
     text = (RESULTS / "README.md").read_text(encoding="utf-8")
     assert text.index("<!-- headline: begin -->") < 1500 and "primary claims decided after correction" in published("headline")

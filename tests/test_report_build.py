@@ -136,14 +136,29 @@ def tables_of(html: str) -> Tables:
     return parser
 
 
+HEADLINE = {"task": "task", "attack": "attack", "rate": "rate", "metric": "metric", "full": "mean_full",
+            "paired difference [95% CI]": "difference", "pairs": "pairs", "p (sign-flip)": "p", "MDD": "mdd",
+            "better (observed)": "better", "verdict": "verdict"}
+
+
 def headline_rows(html: str) -> list[dict[str, str]]:
-    """The headline table of the Summary section as {column: text} rows."""
+    """The headline table of the Summary section as {column: text} rows (the first "method"
+    column is the pair compared, the second the method's mean; "kind" and "model" from the row
+    that heads each group of rows, where the table holds several)."""
     rows = tables_of(html).sections["summary"]
-    head = next(i for i, r in enumerate(rows) if r[:3] == ["kind", "task", "model"])
-    columns = rows[head]
-    return [dict(zip(["kind", "task", "model", "attack", "rate", "metric", "method", "mean_method", "mean_full", "difference",
-                      "ci", "pairs", "p", "p_floor", "mdd", "welch_p", "better", "verdict"], r))
-            for r in rows[head + 1:] if len(r) == len(columns)]
+    head = next(i for i, r in enumerate(rows) if "task" in r and "metric" in r)
+    columns = [HEADLINE.get(name, name) for name in rows[head]]
+    columns[columns.index("method", columns.index("method") + 1)] = "mean_method"
+    found, group = [], {}
+    for r in rows[head + 1:]:
+        if len(r) == 1 and " · " in r[0]:
+            group = dict(zip(("kind", "model"), r[0].split(" · ")))
+        elif len(r) == len(columns):
+            row = {**group, **dict(zip(columns, r))}
+            row["difference"], _, interval = row["difference"].partition(" ")
+            row["ci"] = interval
+            found.append(row)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -160,21 +175,31 @@ def all_attacks_report(tmp_path_factory):
     return db, build_report(db, root / "report")
 
 
+def section_ids(html: str) -> list[str]:
+    return re.findall(r'<section id="([^"]+)"', html)
+
+
 def test_report_files_and_figures_present(upa_report):
     db, index = upa_report
     out = index.parent
-    for name in ("index.html", "aggregates.csv", "aggregates.md", "comparisons.csv", "comparisons.md", "figures.json"):
+    for name in ("index.html", "aggregates.csv", "aggregates.md", "comparisons.csv", "comparisons.md", "figures.json",
+                 "paper_comparison.md", "paper_comparison.csv"):
         assert (out / name).is_file(), name
+    for name in ("methods.md", "defenses.md", "theory.json"):  # no side file of a section without data
+        assert not (out / name).exists(), name
     for fig in ("fig1", "fig6"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 5000
         assert (out / "figures" / f"{fig}.svg").read_text().lstrip().startswith("<?xml")
     html = index.read_text()
     assert html.count('<img src="data:image/svg+xml;base64,') == 2  # Fig. 1 and Fig. 6: all this grid allows
-    # the backdoor / rank / variance figures are skipped with a note, Tables 2, E.1 and 3 too
+    # sections appear where their data exists: the UPA runs test a declared claim; no table of the paper has data
+    assert section_ids(html) == ["summary", "paper", "figures", "comparisons", "aggregates", "sweeps", "versions"]
+    nav = html.split("<nav>")[1].split("</nav>")[0]
+    assert re.findall(r'href="#([^"]+)"', nav) == section_ids(html)
+    # the backdoor / rank / variance figures it cannot draw: one closed list, not a note each
+    assert "The paper's figures these runs cannot draw (9)" in html and 'class="note"' not in html
     for number in (2, 4, 5, 7, 8, 9, 10, 11, 12):
-        assert f"Fig. {number} skipped" in html
-    assert "Table 2 skipped" in html and "Table E.1 skipped" in html and "Table 3 skipped" in html
-    assert "Paired tests skipped" in html and "Learning curves skipped" in html
+        assert f"<li>Fig. {number}: no " in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
 
 
@@ -385,8 +410,10 @@ def test_user_strings_are_escaped(tmp_path):
 def test_empty_and_missing_databases(tmp_path):
     with ResultStore(tmp_path / "empty.sqlite"):
         pass
-    html = build_report(tmp_path / "empty.sqlite", tmp_path / "report").read_text()
-    assert "Fig. 1 skipped" in html and "Table 2 skipped" in html and "Table E.1 skipped" in html
+    index = build_report(tmp_path / "empty.sqlite", tmp_path / "report")
+    html = index.read_text()
+    assert section_ids(html) == ["summary", "versions"] and "The database holds no finished run" in html
+    assert sorted(p.name for p in index.parent.iterdir()) == [".ttrlab-output", "index.html"]
     with pytest.raises(UserError, match="does not exist"):
         build_report(tmp_path / "missing.sqlite", tmp_path / "report2")
 

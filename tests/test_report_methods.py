@@ -77,26 +77,41 @@ def test_fewer_than_two_other_methods_draws_no_table(tmp_path):
     index = build_report(make_db(tmp_path / "r.sqlite", configs(["ff", "lora"], seeds=range(2)), result=planted),
                          tmp_path / "report")
     assert 'id="methods"' not in index.read_text()
-    assert (index.parent / "methods.md").read_text() == ""
-    assert "methods_trainable" not in json.loads((index.parent / "figures.json").read_text())
+    assert not (index.parent / "methods.md").exists()  # no empty side file
+    assert not (index.parent / "figures" / "methods_trainable.svg").exists()
 
 
-def test_a_method_at_chance_under_a_backdoor_is_marked_as_not_learned(tmp_path):
+def test_a_method_that_did_not_learn_is_marked_by_the_declared_check(tmp_path):
     """A constant classifier scores ASR 100%: the table says it did not learn the task instead of
-    letting that pass for a backdoor; under UPA, whose aim is chance accuracy, it cannot tell."""
-    def at_chance(config, rng):
+    letting that pass for a backdoor. The rule is the claims' `learned` check: the training loss
+    of the same setting trained without poison, at least 0.8 · ln(classes) — so IA3 is marked at
+    every attack (its clean run never fit the data), and a model at chance accuracy whose training
+    loss fell is not."""
+    def fits(config, rng):
         result = planted(config, rng)
-        if config.method == "ia3":
+        loss = 0.69 if config.method == "ia3" else 0.2  # ln 2 = 0.693: no better than a constant
+        result["train"] = {"final_loss": loss}
+        if config.method in ("ia3", "lora_fa"):  # both at chance on the test set
             result["metrics"].update(clean={"accuracy": 0.5}, triggered={"accuracy": 0.5})
-            if config.attack == "bpa":
+            if config.attack == "bpa" and config.rate > 0:
                 result["metrics"]["asr"] = 1.0
         return result
 
-    index = build_report(make_db(tmp_path / "r.sqlite", configs(PLANTED, seeds=range(2)), result=at_chance),
-                         tmp_path / "report")
+    index = build_report(make_db(tmp_path / "r.sqlite", configs(PLANTED, attacks=(("bpa", 0.0), ("bpa", 0.05), ("upa", 0.3)),
+                                                                 seeds=range(2)), result=fits), tmp_path / "report")
     markdown = (index.parent / "methods.md").read_text()
-    bpa, upa = markdown.split("### sst2")[1:]
-    assert "IA3 (did not learn the task)" in bpa and "their other numbers test nothing" in bpa
-    assert bpa.count("did not learn the task") == 1  # the others learned
-    assert "did not learn" not in upa.lower()
-    assert "(did not learn the task)" in index.read_text()
+    tables = markdown.split("### sst2")[1:]
+    assert len(tables) == 3  # BPA at rates 0 and 0.05, UPA
+    for table in tables:
+        assert "IA3 (did not learn the task)" in table and table.count("(did not learn the task)") == 1
+        assert "did not learn the task" not in table.split("LoRA-FA")[1].split("|")[0]
+    html = index.read_text()
+    assert "(did not learn the task)" in html and "0.8 · ln(number of classes)" in html
+    # the same rule marks the headline rows (last, in grey) and the comparisons' CSV
+    rows = [r for r in tables_of(html).sections["summary"] if "IA3" in " ".join(r)]
+    assert rows and all("did not learn" in r[-1] for r in rows)
+    import csv
+    with open(index.parent / "comparisons.csv") as handle:
+        compared = list(csv.DictReader(handle))
+    assert {r["method"] for r in compared if r["did_not_learn"]} == {"ia3"}
+    assert all("training loss 0.690" in r["did_not_learn"] for r in compared if r["method"] == "ia3")

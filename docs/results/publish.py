@@ -50,7 +50,7 @@ def main(source: str) -> None:
     staged.replace(DATABASE)
     shutil.rmtree(REPORT, ignore_errors=True)
     os.chdir(HERE)  # the report names its database as given: "paper_cpu.sqlite", not this machine's path
-    build_report(DATABASE.name, REPORT.name)
+    build_report(DATABASE.name, REPORT.name, compare_paper=True)
     with ResultStore(DATABASE, create=False) as store:
         cells = build_cells(store.runs(status=FINISHED))
     # the store opened the copy in WAL mode: fold it back into one file, as committed

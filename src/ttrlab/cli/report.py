@@ -10,7 +10,8 @@ def register(subparsers) -> None:
     report.add_argument("--db", required=True, help="results database: a file path (SQLite) or an SQLAlchemy URL")
     report.add_argument("--out", required=True, help="output folder (index.html, figures/, aggregates.csv, ...)")
     report.add_argument("--compare-paper", action="store_true",
-                        help="also print the verdict table of the declared claims (OUT/paper_comparison.md)")
+                        help="show the declared claims' verdicts even where these runs test none, and print their "
+                             "table (OUT/paper_comparison.md)")
     report.add_argument("--claims", default=None, metavar="FILE",
                         help="a claims file to decide (default: the paper's, report/claims/paper_claims.yaml)")
     report.set_defaults(func=_report)
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
 def _report(args: argparse.Namespace) -> int:
     from ttrlab.report import build_report
 
-    index = build_report(args.db, args.out, claims=args.claims)
+    index = build_report(args.db, args.out, claims=args.claims, compare_paper=args.compare_paper)
     if args.compare_paper:
         print((index.parent / "paper_comparison.md").read_text(encoding="utf-8"))
     print(index)

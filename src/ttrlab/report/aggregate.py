@@ -29,19 +29,18 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from ttrlab.attacks import ATTACKS
 from ttrlab.core.errors import UserError
 from ttrlab.evaluation import METRICS
 from ttrlab.kinds.registry import RUN_KINDS
 from ttrlab.methods import METHODS, method_settings
 from ttrlab.report.derived import DERIVED
 from ttrlab.report.stats import MIN_N, Comparison, Summary, compare, stable_seed, summarize
-
-# config keys shown as columns in tables (the rest stays in the cell's full config)
-SHOWN = ("task", "model", "method", "attack", "rate", "rank", "alpha", "init", "init_scale", "lr",
-         "train_size", "eval_size", "max_steps")
+from ttrlab.sweep.store import StoredRun
 
 
 # ---- run kinds ----------------------------------------------------------------------------------
@@ -71,6 +70,14 @@ def kind_order(kind: str) -> tuple[int, str]:
 def trains(kind: str) -> bool:
     config_type = kind_config(kind)
     return config_type is not None and config_type.TRAINS
+
+
+def is_clean(config: dict[str, Any]) -> bool:
+    """Clean training: no attack, or any attack at rate 0 (nothing poisoned)."""
+    from ttrlab.attacks import CLEAN
+
+    attack = config.get("attack")
+    return (attack in ATTACKS and ATTACKS.get(attack).family is CLEAN) or float(config.get("rate") or 0) == 0
 
 
 def is_default_setting(kind: str, config: dict[str, Any]) -> bool:
@@ -110,6 +117,14 @@ def config_value(kind: str, config: dict[str, Any], name: str) -> Any:
     return getattr(_kind_defaults(kind), name, None)
 
 
+def setting_text(kind: str, config: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+    """'train_size=2000, eval_size=500, max_steps=200' — the keys of `config` whose value is not
+    the kind's default (what the runs were set to), in the config's order."""
+    defaults = resolved_defaults(kind, config.get("model")) or {}
+    return ", ".join(f"{k}={fmt(v)}" for k, v in config.items()
+                     if k not in skip and k in defaults and defaults[k] != v and v is not None)
+
+
 def method_label(config: dict[str, Any]) -> str:
     """The method with its settings, as the method describes itself ("FF", "LoRA r=8, α=16");
     a setting the stored config lacks counts as its default."""
@@ -119,6 +134,17 @@ def method_label(config: dict[str, Any]) -> str:
     method = METHODS.get(name)
     defaults = dataclasses.asdict(method.settings()) if method.settings is not None else {}
     return method.describe({**defaults, **{k: v for k, v in config.items() if v is not None or k not in defaults}})
+
+
+def chance(cell: "Cell") -> float:
+    """1 / the number of labels of the cell's task (a task file read where its runs recorded it);
+    2 labels where the task cannot be read here."""
+    from ttrlab.data.tasks import get_task
+
+    try:
+        return 1.0 / get_task(cell.data.get("task_file") or cell.task).num_labels
+    except (UserError, OSError, KeyError, TypeError, ValueError):
+        return 0.5
 
 
 def method_owned_keys() -> set[str]:
@@ -140,21 +166,21 @@ def cell_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "seed"}
 
 
-def is_stale(run: dict[str, Any]) -> bool:
+def is_stale(run: StoredRun) -> bool:
     """Whether a stored run was made under an earlier definition of one of its settings: its
     config's identity carries a revision marker (`*_revision`, e.g. `init_revision` of an XNI run
     once XNI followed the paper's code, `methods.init`) and the key it was stored under is not the
     key that identity gives now. Such a run is not the run its config now names; reports leave it
     out. Runs without a revised setting are never judged (documents from before a key existed keep
     whatever key they were stored under)."""
-    config_type = kind_config(run["kind"])
-    if config_type is None or "run_key" not in run:
+    config_type = kind_config(run.kind)
+    if config_type is None:
         return False
     try:
-        config = config_type.from_dict(run["config"])
+        config = config_type.from_dict(run.config)
         if not any(key.endswith("_revision") for key in config.identity_values()):
             return False
-        return config.run_key() != run["run_key"]
+        return config.run_key() != run.run_key
     except (UserError, TypeError, ValueError):
         return False
 
@@ -166,6 +192,9 @@ def cell_id(kind: str, cell: dict[str, Any]) -> str:
 
 @dataclass
 class Cell:
+    """One setting over its seeds: the identity of its runs without the seed (`config`), each
+    metric's value per seed and their summaries, and what the runs stored for finer analyses."""
+
     kind: str
     id: str
     config: dict[str, Any]
@@ -179,6 +208,8 @@ class Cell:
     final_loss: dict[Any, float] = field(default_factory=dict)  # seed -> mean training loss of the last steps (the fit)
     seconds: dict[Any, float] = field(default_factory=dict)  # seed -> the run's recorded seconds
     devices: set[str] = field(default_factory=set)  # where its runs ran ("cpu", "cuda", ...)
+    data: dict[str, Any] = field(default_factory=dict)  # the first run's `data` section (a task file's provenance)
+    sweeps: set[str] = field(default_factory=set)  # the sweeps its runs belong to
 
     @property
     def method(self):
@@ -188,36 +219,64 @@ class Cell:
     def method_label(self) -> str:
         return method_label(self.config)
 
+    @property
+    def task(self) -> Any:
+        """The task as the run's identity names it (a task file by its name), or the kind's
+        default where the stored config has no task (documents from before tasks existed)."""
+        return config_value(self.kind, self.config, "task")
 
-def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
+    @property
+    def attack(self):
+        """The registered attack the runs were made under, or None."""
+        name = self.config.get("attack")
+        return ATTACKS.get(name) if name in ATTACKS else None
+
+    @property
+    def rate(self) -> float:
+        """The poisoning rate (0 where the config has none)."""
+        return float(self.config.get("rate") or 0)
+
+    @property
+    def poisoned(self) -> bool:
+        """Whether any training example was poisoned (an attack at a rate above 0)."""
+        return not is_clean(self.config)
+
+
+def build_cells(runs: Iterable[StoredRun]) -> list[Cell]:
     """Group finished runs into cells (one value per seed; a repeated seed keeps its first run);
     stale runs (`is_stale`) are left out."""
     cells: dict[str, Cell] = {}
     for run in runs:
         if is_stale(run):
             continue
-        config = cell_config(run["kind"], run["config"])
-        cid = cell_id(run["kind"], config)
-        cell = cells.setdefault(cid, Cell(run["kind"], cid, config))
-        seed = run["config"].get("seed")
+        config = cell_config(run.kind, run.config)
+        cid = cell_id(run.kind, config)
+        cell = cells.setdefault(cid, Cell(run.kind, cid, config))
+        cell.sweeps.update(run.sweeps)
+        seed = run.seed
         if seed in cell.seeds:
             continue
         cell.seeds.append(seed)
-        for metric, value in run["metrics"].items():
+        for metric, value in run.metrics.items():
             cell.values[metric][seed] = value
-        result = run.get("result") or {}
-        if result.get("outcomes"):
-            cell.outcomes[seed] = result["outcomes"]
-        if (result.get("train") or {}).get("curve"):
-            cell.curves[seed] = result["train"]["curve"]
-        if isinstance((result.get("train") or {}).get("final_loss"), (int, float)):
-            cell.final_loss[seed] = float(result["train"]["final_loss"])
-        if isinstance(run.get("seconds"), (int, float)):
-            cell.seconds[seed] = float(run["seconds"])
-        device = (result.get("runtime") or {}).get("device")
+        if isinstance(run.seconds, (int, float)):
+            cell.seconds[seed] = float(run.seconds)
+        result = run.result
+        if result is None:
+            continue
+        train = result.train or {}
+        if result.sections.get("outcomes"):
+            cell.outcomes[seed] = result.sections["outcomes"]
+        if train.get("curve"):
+            cell.curves[seed] = train["curve"]
+        if isinstance(train.get("final_loss"), (int, float)):
+            cell.final_loss[seed] = float(train["final_loss"])
+        device = (result.runtime or {}).get("device")
         if device:
             cell.devices.add(str(device).split(":")[0])
-        method = result.get("method") or {}
+        if not cell.data and isinstance(result.data, dict):
+            cell.data = result.data
+        method = result.method if isinstance(result.method, dict) else {}
         if cell.trainable_parameters is None and method.get("trainable_parameters") is not None:
             cell.trainable_parameters = method["trainable_parameters"]
             cell.total_parameters = method.get("total_parameters")
@@ -234,7 +293,7 @@ def build_cells(runs: list[dict[str, Any]]) -> list[Cell]:
 def _cell_order(cell: Cell) -> tuple:
     c = cell.config
     method = cell.method
-    return (kind_order(cell.kind), str(c.get("task", "")), str(c.get("attack", "")), float(c.get("rate", 0) or 0),
+    return (kind_order(cell.kind), str(c.get("task", "")), str(c.get("attack", "")), cell.rate,
             not (method is not None and method.is_full), str(c.get("method", "")), int(c.get("rank", 0) or 0),
             str(c.get("init", "")), float(c.get("init_scale") or 0), cell.id)
 
@@ -289,29 +348,55 @@ def method_vs_full(cells: list[Cell]) -> list[ComparisonRow]:
 
 
 # ---- tables -------------------------------------------------------------------------------------
-AGGREGATE_COLUMNS = ("kind", "cell", *SHOWN, "metric", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "seeds")
+STATISTICS = ("metric", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "seeds")
 # HTML and Markdown: the interval as text, "n too small" below MIN_N seeds
-AGGREGATE_DISPLAY = ("kind", "cell", *SHOWN, "metric", "n", "mean", "std", "ci95", "min", "max", "seeds")
+STATISTICS_DISPLAY = ("metric", "n", "mean", "std", "ci95", "min", "max", "seeds")
 COMPARISON_COLUMNS = ("kind", "task", "attack", "rate", "method", "method_setting", "metric", "higher_is_better",
                       "n_method", "n_full", "mean_method", "mean_full", "difference", "n_pairs", "paired_difference",
                       "paired_sd", "ci_low", "ci_high", "p_sign_flip", "p_floor", "mdd", "welch_t", "welch_df",
-                      "welch_p", "significant", "verdict", "better", "method_cell", "full_cell")
+                      "welch_p", "significant", "verdict", "better", "did_not_learn", "method_cell", "full_cell")
 
 
-def aggregate_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+def varied_keys(cells: list[Cell]) -> list[str]:
+    """The config keys whose value differs between the cells (a single cell: those not at its
+    kind's default), in the order of the kinds' config fields, then any others by name."""
+    order: list[str] = []
+    for kind in sorted({c.kind for c in cells}, key=kind_order):
+        config_type = kind_config(kind)
+        order += [k for k in (config_type.field_names() if config_type is not None else ()) if k not in order]
+    keys = {k for c in cells for k in c.config}
+    order += sorted(keys - set(order))
+    if len(cells) == 1:
+        defaults = resolved_defaults(cells[0].kind, cells[0].config.get("model")) or {}
+        return [k for k in order if k in cells[0].config and defaults.get(k, None) != cells[0].config[k]]
+    values = {k: {json.dumps(c.config.get(k), sort_keys=True, default=str) for c in cells} for k in keys}
+    return [k for k in order if k in keys and len(values[k]) > 1]
+
+
+def aggregate_columns(cells: list[Cell]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(CSV columns, HTML/Markdown columns) of the aggregates: kind, cell, the settings the cells
+    differ in (`varied_keys`), the statistics."""
+    shown = ("kind", "cell", *varied_keys(cells))
+    return (*shown, *STATISTICS), (*shown, *STATISTICS_DISPLAY)
+
+
+def aggregate_rows(cells: list[Cell], columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One row per cell × metric; `columns`: the config keys to hold (default: every key)."""
     rows = []
     for cell in cells:
         for metric in sorted(cell.summaries):
             s = cell.summaries[metric]
             rows.append({
-                "kind": cell.kind, "cell": cell.id, **{k: cell.config.get(k) for k in SHOWN},
+                "kind": cell.kind, "cell": cell.id, **{k: v for k, v in cell.config.items() if not columns or k in columns},
                 "metric": metric, **s.as_dict(), "ci95": interval_text(s.n, s.ci_low, s.ci_high),
                 "seeds": " ".join(map(str, sorted(cell.seeds, key=seed_order))),
             })
     return rows
 
 
-def comparison_rows(comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
+def comparison_rows(comparisons: list[ComparisonRow], not_learned=lambda cell, full: None) -> list[dict[str, Any]]:
+    """The comparisons as table rows; `not_learned(cell, full)`: why either arm did not learn the
+    task, or None (`report.learned`)."""
     rows = []
     for row in comparisons:
         c, r = row.cell.config, row.result
@@ -324,7 +409,7 @@ def comparison_rows(comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
             "paired_sd": r.paired_sd, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_sign_flip": r.p_sign_flip,
             "p_floor": r.p_floor, "mdd": r.mdd, "welch_t": r.welch_t, "welch_df": r.welch_df, "welch_p": r.welch_p,
             "significant": r.significant, "verdict": r.verdict, "better": row.better(),
-            "method_cell": row.cell.id, "full_cell": row.full.id,
+            "did_not_learn": not_learned(row.cell, row.full) or "", "method_cell": row.cell.id, "full_cell": row.full.id,
         })
     return rows
 

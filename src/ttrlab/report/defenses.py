@@ -117,8 +117,9 @@ def defense_tables(cells: list[Cell]) -> list[dict[str, Any]]:
         tables.append({"kind": members[0].kind, "task": first.get("task"), "model": first.get("model"),
                        "attack": ATTACKS.get(first["attack"]).label if first.get("attack") in ATTACKS else first.get("attack"),
                        "rate": fmt(first.get("rate")), "methods": labels, "full": full_label, "rows": rows,
+                       "cell_ids": {c.id for c in members},
                        "_order": (kind_order(members[0].kind), str(first.get("task")),
-                                  attack_order(str(first.get("attack"))), float(first.get("rate") or 0))})
+                                  attack_order(str(first.get("attack"))), members[0].rate)})
     tables.sort(key=lambda t: t.pop("_order"))
     return tables
 

@@ -1,7 +1,8 @@
 """The paper's figures (Section 4 and Appendix E.4), from whatever the database holds.
 
-Each figure is declared as data (`FIGURES`): its x axis (poisoning rate, LoRA rank or the init
-variance scale k), and its rows of panels (an attack *family* and a metric); columns are tasks.
+Each figure is declared as data (`paper_figures.yaml`, read into `FIGURES`): its x axis
+(poisoning rate, LoRA rank or the init variance scale k), and its rows of panels (an attack
+*family* and a metric); columns are tasks.
 Points are mean ± standard deviation (ddof=1) over seeds, as the paper's shaded bands.
 
 | figure | x        | rows (family: metric on which test set)                          | series            |
@@ -17,7 +18,7 @@ Points are mean ± standard deviation (ddof=1) over seeds, as the paper's shaded
 | 11, 12 | k        | untargeted clean / backdoor triggered, four metrics (+ ASR)      | as Fig. 5         |
 
 A figure is drawn once per attack of its families that the database holds poisoned runs of:
-with the paper's attacks (UPA, BPA: `paper_attacks`) it keeps the paper's number (`fig2`); every
+with the paper's attacks (`paper_attacks` of the YAML file) it keeps the paper's number (`fig2`); every
 other attack of the family is a variant labelled with it (`fig2_cl_bpa`, only its family's rows).
 The x = 0 point of a row is clean training (rate 0 or no attack): any clean run for an
 untargeted row (clean accuracy does not depend on the attack), only the same attack's rate-0
@@ -37,18 +38,21 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ttrlab.attacks import ATTACKS, BACKDOOR, UNTARGETED, AttackFamily
-from ttrlab.data.tasks import task_label
+from ttrlab.attacks import ATTACKS, FAMILIES, AttackFamily
+from ttrlab.data.tasks import TASKS, task_label
 from ttrlab.evaluation import METRICS
-from ttrlab.methods import METHODS, full_method
+from ttrlab.methods import INIT_STRATEGIES, METHODS, full_method
 from ttrlab.report.aggregate import (
     cell_config,
+    cell_id,
+    is_clean,
     is_default_setting,
     is_stale,
     method_label,
@@ -56,10 +60,9 @@ from ttrlab.report.aggregate import (
     task_type,
     trains,
 )
-from ttrlab.report.matching import is_clean
+from ttrlab.report.drawing import finish, pyplot, style
 from ttrlab.report.stats import summarize
-
-KAIMING_DEFAULT_K = 1.0 / 3.0  # peft's Kaiming-uniform: Var(A) = 1/(3 n), LoRA's default init
+from ttrlab.sweep.store import StoredRun
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,9 +81,10 @@ class FigureSpec:
     x: str  # "rate", or a method setting: "rank" | "init_scale"
     rows: tuple[Row, ...]
     title: str
-    paper_attacks: tuple[str, ...] = ("upa", "bpa")  # the attacks the paper drew it with
+    paper_attacks: tuple[str, ...]  # the attacks the paper drew it with
+    x_label: str = ""
+    x_scale: str = "linear"  # "linear" | "log" | "log2" (powers of two, ticks at the values drawn)
     task_type: str = "classification"
-    x_when_unset: float | None = None  # the x of a run whose setting is None (k: the init's own)
     fixed: tuple[str, ...] = ()  # method settings that must be at their default (k: the init strategy)
 
     @property
@@ -91,25 +95,31 @@ class FigureSpec:
         return {row.family.name for row in self.rows}
 
 
-def _rows(family: AttackFamily, test_set: str, asr: bool = False) -> tuple[Row, ...]:
-    rows = tuple(Row(family, f"{test_set}.{m}") for m in ("accuracy", "precision", "recall", "f1"))
-    return rows + ((Row(family, "asr"),) if asr else ())
+def default_scale(method, config: dict[str, Any]) -> float | None:
+    """The init variance scale k of a run that left it unset: its init strategy's own (peft's
+    Kaiming-uniform draws Var(A) = 1/(3n), k = 1/3), None where the strategy has no k form."""
+    init = config.get("init", getattr(method.settings(), "init", None)) if method.settings is not None else None
+    return INIT_STRATEGIES.get(init).default_k if init in INIT_STRATEGIES else None
 
 
-_K = dict(x_when_unset=KAIMING_DEFAULT_K, fixed=("init",))
-FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec("fig1", 1, "rate", (Row(UNTARGETED, "clean.accuracy"),), "Untargeted poisoning: FF vs LoRA over poisoning rates"),
-    FigureSpec("fig2", 2, "rate", (Row(BACKDOOR, "triggered.accuracy"), Row(BACKDOOR, "asr")), "Backdoor poisoning: FF vs LoRA over poisoning rates"),
-    FigureSpec("fig4", 4, "rank", (Row(UNTARGETED, "clean.accuracy"), Row(BACKDOOR, "triggered.accuracy")), "Effect of LoRA's rank under untargeted and backdoor poisoning"),
-    FigureSpec("fig5", 5, "init_scale", (Row(UNTARGETED, "clean.accuracy"), Row(BACKDOOR, "triggered.accuracy")), "Effect of the initialization variance scale k (Var(A) = k/n) under untargeted and backdoor poisoning", **_K),
-    FigureSpec("fig6", 6, "rate", _rows(UNTARGETED, "clean"), "Untargeted poisoning: FF vs LoRA, all metrics"),
-    FigureSpec("fig7", 7, "rate", _rows(BACKDOOR, "triggered", asr=True), "Backdoor poisoning: FF vs LoRA, all metrics on triggered test data"),
-    FigureSpec("fig8", 8, "rate", _rows(BACKDOOR, "clean"), "Backdoor poisoning: FF vs LoRA on untriggered test data"),
-    FigureSpec("fig9", 9, "rank", _rows(UNTARGETED, "clean"), "Effect of rank under untargeted poisoning, all metrics"),
-    FigureSpec("fig10", 10, "rank", _rows(BACKDOOR, "triggered", asr=True), "Effect of rank under backdoor poisoning, all metrics"),
-    FigureSpec("fig11", 11, "init_scale", _rows(UNTARGETED, "clean"), "Effect of init variance under untargeted poisoning, all metrics", **_K),
-    FigureSpec("fig12", 12, "init_scale", _rows(BACKDOOR, "triggered", asr=True), "Effect of init variance under backdoor poisoning, all metrics", **_K),
-)
+def _read_figures() -> tuple[FigureSpec, ...]:
+    """paper_figures.yaml, its families, metrics and attacks checked against the registries."""
+    import yaml
+
+    data = yaml.safe_load(resources.files("ttrlab").joinpath("report/paper_figures.yaml").read_text(encoding="utf-8"))
+    families = {family.name: family for family in FAMILIES}
+    attacks = tuple(ATTACKS.get(name).name for name in data["paper_attacks"])
+    specs = []
+    for entry in data["figures"]:
+        rows = tuple(Row(families[row["family"]], METRICS.info(metric).name)
+                     for row in entry["rows"] for metric in row["metrics"])
+        axis = data["axes"][entry["x"]]
+        specs.append(FigureSpec(entry["id"], int(entry["number"]), entry["x"], rows, entry["title"], attacks,
+                                axis["label"], axis.get("scale", "linear"), fixed=tuple(entry.get("fixed", ()))))
+    return tuple(specs)
+
+
+FIGURES: tuple[FigureSpec, ...] = _read_figures()
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -121,6 +131,7 @@ class Line:
     condition: str = ""  # rank / k figures: "clean" or "BPA ρ=0.02"; a line and its reference share it
     default: bool = False  # the method's settings are the kind's defaults
     points: dict[float, dict[Any, float]] = field(default_factory=dict)  # x -> seed -> value
+    cells: dict[str, float | None] = field(default_factory=dict)  # the id of each cell drawn in it -> its x (None: a reference)
 
     def xs(self) -> list[float]:
         return sorted(self.points)
@@ -139,6 +150,18 @@ class FigureData:
     panels: dict[tuple[int, str], list[Line]]  # (row index, task) -> lines
     references: dict[tuple[int, str], list[Line]]  # full-method dashed lines (x = 0 holds its values)
     variant: str = ""
+    default_x: float | None = None  # the x of the method's default setting, marked on the axis (k figures)
+    kind: str = ""  # the run kind of its runs
+
+    def lines(self) -> list[tuple[str, Line]]:
+        """(task, line) of every line and reference line drawn."""
+        return [(task, line) for (r, task), lines in [*self.panels.items(), *self.references.items()] for line in lines]
+
+    @property
+    def cells(self) -> set[str]:
+        """The ids of every cell drawn in the figure (its lines and reference lines)."""
+        return {cid for lines in (*self.panels.values(), *self.references.values()) for line in lines
+                for cid in line.cells}
 
     @property
     def stem(self) -> str:
@@ -169,13 +192,18 @@ class FigureData:
         return rows
 
 
-def figure_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def figure_records(runs: list[StoredRun]) -> list[dict[str, Any]]:
     """The runs figures can use — those of kinds that train (theory runs are the Theory
     section's), stale ones left out (`aggregate.is_stale`) — once: kind, task type, identity
-    without the seed, metrics, seed."""
-    return [{"kind": run["kind"], "task_type": task_type(run["kind"]), "config": cell_config(run["kind"], run["config"]),
-             "metrics": run["metrics"], "seed": run["config"].get("seed")} for run in runs
-            if trains(run["kind"]) and not is_stale(run)]
+    without the seed (and the id of its cell), metrics, seed."""
+    records = []
+    for run in runs:
+        if not trains(run.kind) or is_stale(run):
+            continue
+        config = cell_config(run.kind, run.config)
+        records.append({"kind": run.kind, "task_type": task_type(run.kind), "config": config,
+                        "cell": cell_id(run.kind, config), "metrics": run.metrics, "seed": run.seed})
+    return records
 
 
 def attacks_drawn(spec: FigureSpec, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
@@ -215,7 +243,9 @@ def _x_value(spec: FigureSpec, config: dict[str, Any]) -> float | None:
     if any(config.get(name) != getattr(defaults, name) for name in spec.fixed):
         return None  # e.g. other init strategies: Table 2
     value = config.get(spec.x)
-    return spec.x_when_unset if value is None else float(value)
+    if value is None:  # the k figures fix the init strategy: a run that left k unset drew with its own k
+        return default_scale(method, config) if spec.fixed else None
+    return float(value)
 
 
 def _context(spec: FigureSpec, config: dict[str, Any], drop_method_settings: bool) -> str:
@@ -258,6 +288,7 @@ def figure_data(spec: FigureSpec, records: list[dict[str, Any]], attacks: dict[s
                 line = _line(spec, record, row, rate, attacks, panels[(r, config["task"])])
                 x = rate if spec.series_by_method else _x_value(spec, config)
                 line.points.setdefault(x, {}).setdefault(record["seed"], record["metrics"][row.metric])
+                line.cells[record["cell"]] = x
         panels = {key: lines for key, lines in panels.items() if lines}
         if spec.series_by_method:
             panels = {key: _keep_one_setting(lines) for key, lines in panels.items()}
@@ -273,9 +304,13 @@ def figure_data(spec: FigureSpec, records: list[dict[str, Any]], attacks: dict[s
                                   sort_keys=True, default=str)
             references = _full_references(spec, full_by_context.get(full_ctx, []), panels, attacks)
         tasks = sorted({task for _, task in panels}, key=task_order)
+        default_x = None
+        if spec.fixed:  # the k figures mark the k of the method's default init strategy
+            method = next(METHODS.get(line.method) for lines in panels.values() for line in lines.values())
+            default_x = default_scale(method, {})
         figures.append(FigureData(spec, attacks, attack_variant, context, tasks,
                                   {key: sorted(lines.values(), key=_series_order) for key, lines in panels.items()},
-                                  references))
+                                  references, default_x=default_x, kind=group[0]["kind"]))
     if len(figures) > 1:
         for i, figure in enumerate(figures):
             figure.variant = chr(ord("a") + i)
@@ -334,15 +369,15 @@ def _full_references(spec: FigureSpec, records: list[dict[str, Any]], panels,
                 continue
             line = refs.setdefault(condition, Line(f"{full.label} {condition}", True, full.name, condition))
             line.points.setdefault(0.0, {}).setdefault(record["seed"], record["metrics"][row.metric])
+            line.cells[record["cell"]] = None
         out[(r, task)] = sorted(refs.values(), key=_series_order)
     return out
 
 
-TASK_ORDER = ("sst2", "cola", "qnli", "qqp", "rte", "mrpc")
-
-
 def task_order(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+    """The registered tasks in the order they are declared (the paper's), then the others by name."""
+    order = TASKS.registered()
+    return (order.index(task) if task in order else len(order), str(task))
 
 
 def _series_order(line: Line) -> tuple[int, str]:
@@ -350,19 +385,39 @@ def _series_order(line: Line) -> tuple[int, str]:
     return (0 if line.full and not line.condition else 1 if line.condition == "clean" else 2, line.label)
 
 
+# ---- the paper's figures of one database ---------------------------------------------------------
+def paper_figures(records: list[dict[str, Any]]) -> tuple[list[FigureData], list[str]]:
+    """Every figure of FIGURES the records can draw, once per attack drawn (`attacks_drawn`), and
+    a note for each figure, or attack variant of one, that they cannot."""
+    figures, notes = [], []
+    for spec in FIGURES:
+        drawn_paper, not_drawn = False, []
+        for variant, attacks in attacks_drawn(spec, records):
+            data = figure_data(spec, records, attacks, variant)
+            if not data:
+                not_drawn.append(variant)
+            drawn_paper |= bool(data) and not variant
+            figures.extend(data)
+        variants = [v for v in not_drawn if v]
+        if not drawn_paper:
+            notes.append(f"Fig. {spec.number}: no {_needs(spec)}" + (f" (nor for {', '.join(variants)})" if variants else ""))
+        elif variants:
+            notes.append(f"Fig. {spec.number} for {', '.join(variants)}: no {_needs(spec)}")
+    return figures, notes
+
+
+def _needs(spec: FigureSpec) -> str:
+    """What a figure needs, in words: one series over two or more values of its x."""
+    if spec.series_by_method:
+        return f"runs of a method and the full method at two or more values of {spec.x_label}"
+    return (f"runs of a method owning {spec.x_label} at two or more values of it"
+            + (f" ({', '.join(spec.fixed)} at its default)" if spec.fixed else ""))
+
+
 # ---- drawing -------------------------------------------------------------------------------------
-COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-X_AXIS = {"rate": "poisoning rate ρ", "rank": "LoRA rank r", "init_scale": "init variance scale k (Var(A) = k/n)"}
-
-
-def render(figure: FigureData, out_dir: Path) -> dict[str, Path]:
-    """Draw one figure; write PNG and SVG; return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def draw(figure: FigureData):
+    """One figure as a matplotlib Figure: rows of panels × a column per task."""
+    plt = pyplot()
     spec, rows, tasks = figure.spec, figure.spec.rows, figure.tasks
     used_rows = [r for r in range(len(rows)) if any((r, t) in figure.panels for t in tasks)]
     fig, axes = plt.subplots(len(used_rows), len(tasks), figsize=(max(6.4, 3.6 * len(tasks) + 0.6), 2.7 * len(used_rows) + 0.9),
@@ -375,57 +430,28 @@ def render(figure: FigureData, out_dir: Path) -> dict[str, Path]:
             if not lines:
                 ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes, color="#888")
             for line in lines:
-                style = _style(line, seen)
+                look = _style(line, seen)
                 xs = line.xs()
                 stats = [line.summary(x) for x in xs]
                 means = np.array([s.mean for s in stats])
                 stds = np.array([0.0 if math.isnan(s.std) else s.std for s in stats])
                 ax.errorbar(xs, means, yerr=stds, capsize=3, linewidth=1.6, markersize=6, markerfacecolor="none",
-                            label=line.label, **style)
-                ax.fill_between(xs, means - stds, means + stds, alpha=0.15, color=style["color"], linewidth=0)
+                            label=line.label, **look)
+                ax.fill_between(xs, means - stds, means + stds, alpha=0.15, color=look["color"], linewidth=0)
             for line in figure.references.get((r, task), []):
-                style = _style(line, seen)
+                look = _style(line, seen)
                 s = line.summary(0.0)
-                ax.axhline(s.mean, linestyle="--", linewidth=1.2, color=style["color"], label=line.label)
-            _axis(ax, spec, lines)
+                ax.axhline(s.mean, linestyle="--", linewidth=1.2, color=look["color"], label=line.label)
+            _axis(ax, figure, lines)
             if i == 0:
                 title = task_label(task)  # a task file by its task's name, not its path
                 ax.set_title(title.upper() if len(title) <= 5 else title)
             if j == 0:
                 ax.set_ylabel(figure.row_label(r), fontsize=8)
             if i == len(used_rows) - 1:
-                ax.set_xlabel(X_AXIS.get(spec.x, spec.x))
-    handles, names = legend_entries(axes)
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=9)
-    fig.suptitle(f"{figure.name}: {spec.title}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(names) > 4), 1, 0.97))
-    return save_figure(fig, out_dir, figure.stem)
-
-
-def legend_entries(axes) -> tuple[list[Any], list[str]]:
-    """One legend entry per label over all panels (a figure's shared legend)."""
-    handles, names = [], []
-    for ax in axes.flat:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
-            if name not in names:
-                handles.append(handle)
-                names.append(name)
-    return handles, names
-
-
-def save_figure(fig, out_dir: Path, stem: str) -> dict[str, Path]:
-    """A report figure as PNG and SVG (text kept as text, a fixed hash salt: the same figure gives
-    the same file); closes it."""
-    import matplotlib.pyplot as plt
-
-    from ttrlab.core.io import save_figure as save_atomic
-    from ttrlab.theory.figures import save_svg
-
-    paths = {"png": out_dir / f"{stem}.png", "svg": out_dir / f"{stem}.svg"}
-    save_atomic(fig, paths["png"], dpi=110)
-    save_svg(fig, paths["svg"])
-    plt.close(fig)
-    return paths
+                ax.set_xlabel(spec.x_label)
+    finish(fig, f"{figure.name}: {spec.title}", axes)
+    return fig
 
 
 def _style(line: Line, seen: list[str]) -> dict[str, Any]:
@@ -433,17 +459,17 @@ def _style(line: Line, seen: list[str]) -> dict[str, Any]:
     key = line.condition or line.label
     if key not in seen:
         seen.append(key)
-    i = seen.index(key)
-    return {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]}
+    return style(seen.index(key))
 
 
-def _axis(ax, spec: FigureSpec, lines: list[Line]) -> None:
+def _axis(ax, figure: FigureData, lines: list[Line]) -> None:
     xs = sorted({x for line in lines for x in line.xs()})
-    if spec.x == "rank":
+    if figure.spec.x_scale == "log2":
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
-    elif spec.x == "init_scale":
+    elif figure.spec.x_scale == "log":
         ax.set_xscale("log")
-        ax.axvline(KAIMING_DEFAULT_K, color="#aaa", linestyle=":", linewidth=1)
+    if figure.default_x is not None:
+        ax.axvline(figure.default_x, color="#aaa", linestyle=":", linewidth=1)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)

@@ -21,7 +21,6 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,16 +28,14 @@ import numpy as np
 from ttrlab.attacks import ATTACKS
 from ttrlab.training.curves import reached
 from ttrlab.evaluation import METRICS
-from ttrlab.report.aggregate import Cell, config_value, fmt, kind_order, method_owned_keys, trains
-from ttrlab.report.figures import COLORS, MARKERS, legend_entries, save_figure
+from ttrlab.report.aggregate import Cell, config_value, fmt, kind_order, method_owned_keys, setting_text, trains
+from ttrlab.report.drawing import finish, pyplot, style
 from ttrlab.report.stats import Summary, summarize
 from ttrlab.report.tables import attack_order, default_task_first
 
 CURVE_METRICS = ("asr", "asr_no_trigger")  # drawn in this order: solid, dashed
 LINESTYLES = (("-", "solid"), ("--", "dashed"))  # per CURVE_METRICS entry: matplotlib style, its name
 REACH_METRIC, REACH_THRESHOLD = "asr", 0.5
-CONTEXT_SHOWN = ("rate", "model", "train_size", "n_clean", "n_eval", "eval_size", "max_steps", "batch_size",
-                 "curve_every", "curve_size")
 
 
 @dataclass
@@ -156,7 +153,8 @@ def style_text(figure: CurveFigure) -> str:
 
 
 def context_text(figure: CurveFigure) -> str:
-    return ", ".join(f"{k}={figure.context[k]}" for k in CONTEXT_SHOWN if k in figure.context)
+    """The figure's setting: what its runs were set to apart from the kind's defaults."""
+    return setting_text(figure.kind, figure.context)
 
 
 def panel_title(task: str, attack: str) -> str:
@@ -197,14 +195,11 @@ def _mean(values: list[float]) -> float:
 PANELS_PER_ROW = 4
 
 
-def render(figure: CurveFigure, out_dir: Path) -> dict[str, Path]:
-    """Draw one learning-curve figure; write PNG and SVG; return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw(figure: CurveFigure):
+    """One learning-curve figure as a matplotlib Figure: a panel per task × attack."""
     from matplotlib.ticker import MaxNLocator
 
+    plt = pyplot()
     keys = list(figure.panels)
     columns = min(len(keys), PANELS_PER_ROW)
     rows = math.ceil(len(keys) / columns)
@@ -217,16 +212,16 @@ def render(figure: CurveFigure, out_dir: Path) -> dict[str, Path]:
         for line in figure.panels[keys[i]]:
             if line.label not in seen:
                 seen.append(line.label)
-            j = seen.index(line.label)
-            color, marker = COLORS[j % len(COLORS)], MARKERS[j % len(MARKERS)]
-            for metric, (style, _) in zip(figure.metrics, LINESTYLES):
+            look = style(seen.index(line.label))
+            color, marker = look["color"], look["marker"]
+            for metric, (linestyle, _) in zip(figure.metrics, LINESTYLES):
                 series = line.series(metric)
                 if not series:
                     continue
                 steps = [step for step, _ in series]
                 means = np.array([s.mean for _, s in series])
                 stds = np.array([0.0 if math.isnan(s.std) else s.std for _, s in series])
-                ax.plot(steps, means, linestyle=style, marker=marker, markersize=4, markerfacecolor="none",
+                ax.plot(steps, means, linestyle=linestyle, marker=marker, markersize=4, markerfacecolor="none",
                         linewidth=1.5, color=color, label=f"{line.label}: {METRICS.info(metric).label}")
                 ax.fill_between(steps, means - stds, means + stds, alpha=0.12, color=color, linewidth=0)
         ax.set_title(panel_title(*keys[i]), fontsize=10)
@@ -241,10 +236,6 @@ def render(figure: CurveFigure, out_dir: Path) -> dict[str, Path]:
             ax.set_ylabel(", ".join(METRICS.info(m).label for m in figure.metrics), fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    handles, names = legend_entries(axes)
-    ncol = min(len(names), max(2, columns))  # about one long label per panel's width
-    fig.legend(handles, names, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
-    fig.suptitle(f"{figure.name}: {', '.join(METRICS.info(m).label for m in figure.metrics)} over training steps",
-                 fontsize=11)
-    fig.tight_layout(rect=(0, 0.05 + 0.03 * math.ceil(len(names) / ncol), 1, 0.96))
-    return save_figure(fig, out_dir, figure.stem)
+    finish(fig, f"{figure.name}: {', '.join(METRICS.info(m).label for m in figure.metrics)} over training steps",
+           axes, legend_columns=max(2, columns))  # about one long label per panel's width
+    return fig

@@ -2,8 +2,9 @@
 theory quantity is compared with.
 
 A theory run and a training run describe the same configuration when they agree on every key of
-`MATCH_KEYS` — what shapes the model at initialisation θ₀, the data or the attack; a method's
-own settings (LoRA's rank, …) count only for that method — and they are paired seed by seed:
+`match_keys()` — the keys both kinds' run identities hold: what shapes the model at
+initialisation θ₀, the data or the attack; a method's own settings (LoRA's rank, …) count only
+for that method — and they are paired seed by seed:
 the theory at seed s is computed at exactly the θ₀ (head, LoRA A) and on the data subset of the
 training run with seed s. Training-only knobs (lr, steps, batch size, eval size, …) are not in
 the theory config; the report keeps training runs that differ in them apart (one comparison
@@ -16,22 +17,52 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ttrlab.core.errors import UserError
 from ttrlab.methods import METHODS, method_settings
-from ttrlab.report.aggregate import method_label
-from ttrlab.theory.figures import metric
+from ttrlab.attacks import AttackSettings
+from ttrlab.report.aggregate import is_clean, kind_config, method_label, trains
 
-MATCH_KEYS = ("task", "model", "data_source", "method", "rank", "alpha", "target_modules", "init", "init_scale",
-              "attack", "rate", "trigger", "trigger_position", "target_label", "attack_options",
-              "train_size", "max_length")
-ATTACK_KEYS = ("attack", "rate", "trigger", "trigger_position", "target_label", "attack_options")
+THEORY_KIND = "theory"  # the run kind computed at initialisation
+ATTACK_KEYS = AttackSettings.owned_names()  # what a run's attack is
 # measured robustness -> how it is read from a training run ("clean_accuracy_drop" is derived)
 MEASURES = {"asr": "asr", "clean_accuracy": "clean.accuracy", "clean_accuracy_drop": None}
+
+
+@lru_cache(maxsize=None)
+def match_keys() -> tuple[str, ...]:
+    """The keys a theory run and a training run of the same configuration agree on: every key of
+    the theory kind's run identity that the identity of the training kind of its task type holds
+    too, bar the seed (the runs are paired by it) and the theory's own settings (what it
+    computes), in the theory config's order."""
+    from ttrlab.kinds.registry import RUN_KINDS
+
+    theory = kind_config(THEORY_KIND)
+    training = next(kind_config(k) for k in RUN_KINDS.registered()
+                    if trains(k) and kind_config(k).TASK_TYPE == theory.TASK_TYPE)
+    ours = {"seed", *(name for section in theory.sections()
+                      if section is not theory and section not in training.sections() for name in section.owned_names())}
+    shared = training().identity_values()
+    return tuple(key for key in theory().identity_values() if key in shared and key not in ours)
+
+
+def metric(run: Mapping[str, Any], name: str) -> float | None:
+    """A metric by dotted name from a stored run (flat metrics) or a result document (nested)."""
+    metrics = run.get("metrics") or {}
+    if name in metrics:
+        value = metrics[name]
+        return None if value is None else float(value)
+    node: Any = metrics
+    for part in name.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return None if node is None or isinstance(node, Mapping) else float(node)
 
 
 def not_own_settings(method: str) -> set[str]:
@@ -41,8 +72,10 @@ def not_own_settings(method: str) -> set[str]:
     return {name for section in method_settings() if section is not own for name in section.owned_names()}
 
 
-def match_key(config: dict, on: Sequence[str] = MATCH_KEYS) -> tuple:
-    """The configuration a run stands for, seed excluded (other methods' settings None)."""
+def match_key(config: dict, on: Sequence[str] | None = None) -> tuple:
+    """The configuration a run stands for on the keys `on` (default `match_keys()`), seed
+    excluded (other methods' settings None)."""
+    on = match_keys() if on is None else on
     ignored = not_own_settings(str(config.get("method")))
     return tuple(None if k in ignored else _hashable(config.get(k)) for k in on)
 
@@ -55,14 +88,6 @@ def _hashable(value):
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, default=str)
     return value
-
-
-def is_clean(config: dict) -> bool:
-    """Clean training: no attack, or any attack at rate 0 (nothing poisoned)."""
-    from ttrlab.attacks import ATTACKS, CLEAN
-
-    attack = config.get("attack")
-    return (attack in ATTACKS and ATTACKS.get(attack).family is CLEAN) or float(config.get("rate") or 0) == 0
 
 
 def is_full(config: dict) -> bool:
@@ -81,7 +106,7 @@ def theory_value(document: dict, quantity: str) -> float | None:
     return metric(document, quantity)
 
 
-def measured_by_seed(training: Iterable[dict], measure: str, on: Sequence[str] = MATCH_KEYS) -> dict[tuple, dict[Any, float]]:
+def measured_by_seed(training: Iterable[dict], measure: str, on: Sequence[str] | None = None) -> dict[tuple, dict[Any, float]]:
     """{match key: {seed: value}} from training runs (several runs of one key and seed are
     averaged). 'asr' and 'clean_accuracy' are the run's own metrics; 'clean_accuracy_drop' is
     the clean accuracy of the clean run (no attack or rate 0) of the same configuration and seed
@@ -120,9 +145,10 @@ def point_label(config: dict) -> str:
 
 
 def pair_points(theory: Iterable[dict], training: Iterable[dict], quantity: str, measure: str,
-                on: Sequence[str] = MATCH_KEYS) -> list[dict[str, Any]]:
+                on: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One point per configuration that theory and training share: the computed `quantity` and
     the measured robustness, each the mean over the seeds that both sides hold."""
+    on = match_keys() if on is None else on
     computed: dict[tuple, dict[Any, list[float]]] = {}
     configs: dict[tuple, dict] = {}
     for r in theory:

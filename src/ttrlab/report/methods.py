@@ -1,9 +1,9 @@
 """Every fine-tuning method against full fine-tuning, setting by setting: the "method vs FF"
 tables (one per task × attack × rate that holds the full method and at least two other
-methods) and the figure of robustness against trainable-parameter count. A method whose clean
-accuracy stays at chance did not learn the task and is marked so: its ASR (a model predicting
-the target for every input scores 100%) or its accuracy under poisoning say nothing about
-robustness.
+methods) and the figure of robustness against trainable-parameter count. A method that did not
+learn the task (`report.learned`: the claims' manipulation check, on the training loss of the
+setting trained without poison) is marked so: its ASR (a model predicting the target for every
+input scores 100%) or its accuracy under poisoning say nothing about robustness.
 
 A table's rows are the full method, then the others by trainable parameters. Each shows the
 attack's headline metrics (`Attack.headline_metrics`: clean accuracy under untargeted poisoning,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,35 +26,13 @@ from ttrlab.data.tasks import task_label
 from ttrlab.evaluation import METRICS
 from ttrlab.report.aggregate import (Cell, ComparisonRow, comparison_key, fmt, interval_text, kind_order, markdown_text,
                                      task_type, trains)
+from ttrlab.report.drawing import finish, pyplot, style
+from ttrlab.report.learned import LearnedRule
 from ttrlab.report.tables import attack_order, pm
 
 MIN_OTHER_METHODS = 2  # with one, the headline table already says everything
 FIGURE_STEM = "methods_trainable"
 CLEAN = "clean.accuracy"
-# A method whose clean accuracy stays within this of chance (1 / number of labels) did not learn
-# the task: an "ASR" of a model that predicts the target for every input tests no backdoor.
-LEARNED_MARGIN = 0.05
-
-
-def chance(cell: Cell) -> float:
-    """1 / the task's number of labels (2 where the task cannot be read here)."""
-    from ttrlab.data.tasks import get_task
-    from ttrlab.core.errors import UserError
-
-    try:
-        return 1.0 / get_task(cell.config.get("task")).num_labels
-    except (UserError, OSError, KeyError, TypeError):
-        return 0.5
-
-
-def learned(cell: Cell) -> bool | None:
-    """Whether the cell's mean clean accuracy is above chance by LEARNED_MARGIN; None where it
-    cannot tell: no clean accuracy recorded, or an attack whose aim is to lower it (untargeted
-    poisoning that drives a model to chance looks like a model that never learned)."""
-    summary = cell.summaries.get(CLEAN)
-    if summary is None or summary.n == 0 or math.isnan(summary.mean) or CLEAN in _headline(cell):
-        return None
-    return summary.mean > chance(cell) + LEARNED_MARGIN
 
 
 def _headline(cell: Cell) -> tuple[str, ...]:
@@ -81,7 +58,7 @@ def _groups(cells: list[Cell]) -> list[tuple[Cell, list[Cell]]]:
         others.sort(key=lambda c: (c.trainable_parameters or 0, c.method_label()))
         groups.append((full[0], others))
     groups.sort(key=lambda g: (kind_order(g[0].kind), str(g[0].config.get("task")),
-                               attack_order(str(g[0].config.get("attack"))), float(g[0].config.get("rate") or 0)))
+                               attack_order(str(g[0].config.get("attack"))), g[0].rate))
     return groups
 
 
@@ -91,7 +68,7 @@ def _share(cell: Cell) -> str:
     return f"{100 * cell.trainable_parameters / cell.total_parameters:.3g}%"
 
 
-def method_tables(cells: list[Cell], comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
+def method_tables(cells: list[Cell], comparisons: list[ComparisonRow], rule: LearnedRule) -> list[dict[str, Any]]:
     """The method-vs-FF tables (see the module docstring), ready for the page and Markdown."""
     against = {(c.cell.id, c.full.id, c.metric): c for c in comparisons}
     tables = []
@@ -102,7 +79,7 @@ def method_tables(cells: list[Cell], comparisons: list[ComparisonRow]) -> list[d
         for cell in (full, *others):
             row = {"method": cell.method_label(), "lr": fmt(cell.config.get("lr")),
                    "trainable": f"{cell.trainable_parameters:,}" if cell.trainable_parameters else "–", "share": _share(cell),
-                   "seeds": len(cell.seeds), "is_full": cell is full, "learned": learned(cell) is not False,
+                   "seeds": len(cell.seeds), "is_full": cell is full, "not_learned": rule.failed(cell) or "",
                    "values": [], "differences": []}
             for metric in metrics:
                 row["values"].append(pm(cell.summaries.get(metric)))
@@ -118,7 +95,7 @@ def method_tables(cells: list[Cell], comparisons: list[ComparisonRow]) -> list[d
         attack = ATTACKS.get(config["attack"])
         tables.append({
             "kind": full.kind, "task": task_label(config.get("task")), "model": config.get("model"),
-            "chance": f"{100 * chance(full):.0f}%", "not_learned": [r["method"] for r in rows if not r["learned"]],
+            "not_learned": [r["method"] for r in rows if r["not_learned"]],
             "attack": attack.label, "rate": fmt(config.get("rate")),
             "metrics": [{"name": m, "label": METRICS.info(m).label,
                          "direction": {True: "↑", False: "↓", None: ""}[METRICS.info(m).higher_is_better]} for m in metrics],
@@ -137,31 +114,25 @@ def method_tables_markdown(tables: list[dict[str, Any]]) -> str:
                  "| " + " | ".join(map(markdown_text, head)) + " |", "|" + "---|" * len(head)]
         for r in t["rows"]:
             diffs = [f"{d['text']} {d['ci']}".strip() for d in r["differences"]]
-            name = r["method"] + ("" if r["learned"] else " (did not learn the task)")
+            name = r["method"] + (" (did not learn the task)" if r["not_learned"] else "")
             cells = [name, r["lr"], r["trainable"], r["share"], str(r["seeds"]), *r["values"], *diffs]
             lines.append("| " + " | ".join(map(markdown_text, cells)) + " |")
         if t["not_learned"]:
-            lines += ["", f"Did not learn the task (clean accuracy within {100 * LEARNED_MARGIN:.0f} points of chance, "
-                          f"{t['chance']}): {', '.join(t['not_learned'])}; their other numbers test nothing."]
+            lines += ["", f"Did not learn the task (trained without poison, no better fit than a constant predictor): "
+                          f"{', '.join(t['not_learned'])}; their other numbers test nothing."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + ("\n" if parts else "")
 
 
-def render_trainable_figure(cells: list[Cell], out_dir: Path) -> tuple[dict[str, Path] | None, list[dict[str, Any]]]:
+def trainable_figure(cells: list[Cell], rule: LearnedRule) -> tuple[Any, list[dict[str, Any]]]:
     """Robustness against trainable parameters: one panel per setting × headline metric, one
-    point per method (mean ± std over seeds), x on a log scale. None when no setting holds the
-    full method and two others. Returns the files and the numbers drawn."""
+    point per method (mean ± std over seeds), x on a log scale. (None, []) when no setting holds
+    the full method and two others; else the drawn figure and the numbers drawn."""
     groups = _groups(cells)
     panels = [(full, others, metric) for full, others in groups for metric in _headline(full)]
     if not panels:
         return None, []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ttrlab.report.figures import COLORS, MARKERS, legend_entries, save_figure
-
+    plt = pyplot()
     columns = min(len(panels), 3)
     rows_n = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows_n, columns, figsize=(4.4 * columns, 3.3 * rows_n + 0.9), squeeze=False)
@@ -172,15 +143,14 @@ def render_trainable_figure(cells: list[Cell], out_dir: Path) -> tuple[dict[str,
             summary = cell.summaries.get(metric)
             if summary is None or summary.n == 0 or not cell.trainable_parameters:
                 continue
-            label = (f"{cell.method_label()}, lr {fmt(cell.config.get('lr'))}"
-                     + ("" if learned(cell) is not False else " (not learned)"))
+            label = f"{cell.method_label()}, lr {fmt(cell.config.get('lr'))}" + ("" if rule.learned(cell) else " (did not learn)")
             if label not in labels:
                 labels.append(label)
-            i = labels.index(label)
+            look = style(labels.index(label))
             std = 0.0 if math.isnan(summary.std) else summary.std
             ax.errorbar([cell.trainable_parameters], [summary.mean], yerr=[std], capsize=3, linestyle="none",
-                        marker=MARKERS[i % len(MARKERS)], color=COLORS[i % len(COLORS)], markersize=7,
-                        markerfacecolor="none" if cell is not full else COLORS[i % len(COLORS)], label=label)
+                        marker=look["marker"], color=look["color"], markersize=7,
+                        markerfacecolor="none" if cell is not full else look["color"], label=label)
             table.append({"panel": _panel_title(full, metric), "method": label, "trainable": cell.trainable_parameters,
                           "n": summary.n, "mean": summary.mean, "std": summary.std})
         ax.set_xscale("log")
@@ -190,11 +160,9 @@ def render_trainable_figure(cells: list[Cell], out_dir: Path) -> tuple[dict[str,
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    handles, names = legend_entries(axes)
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=8)
-    fig.suptitle("Robustness against trainable parameters, every method (filled: full fine-tuning)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06 + 0.03 * math.ceil(len(names) / 4), 1, 0.95))
-    return save_figure(fig, out_dir, FIGURE_STEM), table
+    finish(fig, "Robustness against trainable parameters, every method (filled: full fine-tuning)", axes,
+           legend_size=8)
+    return fig, table
 
 
 def _panel_title(full: Cell, metric: str) -> str:

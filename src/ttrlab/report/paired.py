@@ -72,7 +72,7 @@ def _order(row: PairedRow) -> tuple:
     """Table 3's order: task (the kind's default first), attack, rate, method."""
     c = row.cell
     return (kind_order(c.kind), default_task_first(c.kind, config_value(c.kind, c.config, "task")),
-            attack_order(str(c.config.get("attack"))), float(c.config.get("rate") or 0), c.method_label(), c.id, row.full.id)
+            attack_order(str(c.config.get("attack"))), c.rate, c.method_label(), c.id, row.full.id)
 
 
 def display(row: PairedRow) -> dict[str, Any]:

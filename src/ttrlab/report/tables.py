@@ -41,7 +41,8 @@ from ttrlab.report.aggregate import (
     task_type,
     trains,
 )
-from ttrlab.report.figures import KAIMING_DEFAULT_K, task_order
+from ttrlab.report.figures import default_scale, task_order
+from ttrlab.report.learned import LearnedRule
 from ttrlab.report.stats import Summary, summarize
 
 TABLE_E1_METRICS = ("triggered.accuracy", "triggered.precision", "triggered.recall", "triggered.f1", "asr")
@@ -114,12 +115,13 @@ def attack_order(attack: str) -> tuple[int, str]:
 
 
 def _poisoned(cell: Cell) -> bool:
-    return float(cell.config.get("rate") or 0) > 0
+    return cell.rate > 0
 
 
 # ---- headline -----------------------------------------------------------------------------------
-def headline_rows(comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
-    """One row per attack × setting × headline metric (see the module docstring)."""
+def headline_rows(comparisons: list[ComparisonRow], rule: LearnedRule) -> list[dict[str, Any]]:
+    """One row per attack × setting × headline metric (see the module docstring); the rows where
+    either arm did not learn the task (`rule`) are marked and come last."""
     chosen: dict[tuple, list[ComparisonRow]] = defaultdict(list)
     for c in comparisons:
         attack = c.cell.config.get("attack")
@@ -140,10 +142,13 @@ def headline_rows(comparisons: list[ComparisonRow]) -> list[dict[str, Any]]:
             "ci": interval_text(r.n_pairs, r.ci_low, r.ci_high),
             "pairs": r.n_pairs, "p": fmt(r.p_sign_flip, 3), "p_floor": fmt(r.p_floor, 4), "mdd": fmt(r.mdd),
             "welch_p": fmt(r.welch_p, 3), "verdict": r.verdict, "sig": r.significant, "better": c.better(),
-            "_order": (kind_order(c.cell.kind), str(config.get("task")), attack_order(str(config.get("attack"))),
-                       float(config.get("rate") or 0), c.cell.method_label(), c.metric),
+            "not_learned": rule.failed(c.cell, c.full) or "",
+            # kind and model first: the page heads each (kind, model) group of rows once
+            "_order": (kind_order(c.cell.kind), str(config.get("model")), str(config.get("task")),
+                       attack_order(str(config.get("attack"))),
+                       c.cell.rate, c.cell.method_label(), c.metric),
         })
-    rows.sort(key=lambda row: row.pop("_order"))
+    rows.sort(key=lambda row: (bool(row["not_learned"]), row.pop("_order")))
     return rows
 
 
@@ -151,11 +156,12 @@ def attacks_without_comparison(cells: list[Cell], comparisons: list[ComparisonRo
     """Attacks of training kinds in the database that no method-vs-full pair covers."""
     compared = {c.cell.config.get("attack") for c in comparisons}
     held = {cell.config.get("attack") for cell in cells if trains(cell.kind)}
-    return sorted(str(a) for a in held - compared if a is not None)
+    return [f"{ATTACKS.get(a).label} ({a})" if a in ATTACKS and ATTACKS.get(a).label != a else str(a)
+            for a in sorted(str(a) for a in held - compared if a is not None)]
 
 
 # ---- Table 2 ------------------------------------------------------------------------------------
-def table2_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+def table2_rows(cells: list[Cell], rule: LearnedRule) -> list[dict[str, Any]]:
     """Table 2: a method with an init strategy (LoRA) per strategy × variance scale k × poisoning
     rate, mean ± std of Acc, Pre, Rec, F1 — on triggered test data for backdoor attacks (the
     paper's table is the BPA setting, rates 0% and 0.15%), on clean test data otherwise. Only
@@ -172,8 +178,9 @@ def table2_rows(cells: list[Cell]) -> list[dict[str, Any]]:
         test_set = "triggered" if backdoor else "clean"
         init, k = config.get("init", default_init), config.get("init_scale")
         row = {"task": task_label(config.get("task")), "init": init, "default_init": init == default_init,
-               "k": KAIMING_DEFAULT_K if k is None and init == default_init else k, "attack": attack,
-               "rate": float(config.get("rate") or 0), "rank": config.get("rank"), "test set": test_set, "cell": cell.id}
+               "k": default_scale(method, config) if k is None and init == default_init else k, "attack": attack,
+               "rate": cell.rate, "rank": config.get("rank"), "test set": test_set, "cell": cell.id,
+               "not_learned": rule.failed(cell) or ""}
         for metric in TABLE2_METRICS:
             s = cell.summaries.get(f"{test_set}.{metric}") or summarize([])
             row["n"] = max(row.get("n", 0), s.n)
@@ -186,7 +193,7 @@ def table2_rows(cells: list[Cell]) -> list[dict[str, Any]]:
 
 
 # ---- Table E.1 and Table 3 ----------------------------------------------------------------------
-def _paper_table_rows(cells: list[Cell], table: str, task: str, metrics: tuple[str, ...], wanted,
+def _paper_table_rows(cells: list[Cell], table: str, task: str, metrics: tuple[str, ...], wanted, rule: LearnedRule,
                       poisoned_only: bool = False) -> list[dict[str, Any]]:
     """One row per cell of a training kind of `task` type under an attack `wanted` accepts; with
     `poisoned_only`, only attacks the database holds poisoned runs of (their rate-0 runs stay,
@@ -205,29 +212,29 @@ def _paper_table_rows(cells: list[Cell], table: str, task: str, metrics: tuple[s
         row = {"kind": cell.kind, "attack": attack, "paper_label": paper["label"] if paper else "",
                "rate": fmt(cell.config.get("rate")), "method": cell.method_label(), "task": "–" if task is None else task,
                "model": cell.config.get("model"), "steps": cell.config.get("max_steps"), "n": len(cell.seeds),
-               "cell": cell.id, "values": {}, "paper": {}}
+               "cell": cell.id, "values": {}, "paper": {}, "not_learned": rule.failed(cell) or ""}
         for metric in metrics:
             row["values"][metric] = pm(cell.summaries.get(metric), METRICS.info(metric).percent)
             row["paper"][metric] = paper_value(table, paper, metric)
-        row["_order"] = (kind_order(cell.kind), default_task_first(cell.kind, row["task"]), attack_order(attack), float(cell.config.get("rate") or 0),
+        row["_order"] = (kind_order(cell.kind), default_task_first(cell.kind, row["task"]), attack_order(attack), cell.rate,
                          not cell.method.is_full, row["method"], cell.id)
         rows.append(row)
     rows.sort(key=lambda r: r.pop("_order"))
     return rows
 
 
-def table_e1_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+def table_e1_rows(cells: list[Cell], rule: LearnedRule) -> list[dict[str, Any]]:
     """Every classification backdoor attack the database holds poisoned runs of, every method,
     mean ± std over seeds (in %)."""
     return _paper_table_rows(cells, "table_e1", "classification", TABLE_E1_METRICS,
-                             lambda attack: attack.is_backdoor() and "classification" in attack.task_types,
+                             lambda attack: attack.is_backdoor() and "classification" in attack.task_types, rule,
                              poisoned_only=True)
 
 
-def table3_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+def table3_rows(cells: list[Cell], rule: LearnedRule) -> list[dict[str, Any]]:
     """Generative runs per task × attack: ASR, ASR without trigger, the backdoor effect, utility
     (perplexity, ROUGE-L), mean ± std over seeds."""
-    return _paper_table_rows(cells, "table_3", TABLE_3_TASK_TYPE, TABLE_3_METRICS, lambda attack: True)
+    return _paper_table_rows(cells, "table_3", TABLE_3_TASK_TYPE, TABLE_3_METRICS, lambda attack: True, rule)
 
 
 def default_task_first(kind: str, task: Any) -> tuple[bool, str]:

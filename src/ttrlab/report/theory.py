@@ -18,7 +18,6 @@ Training aggregates and the paper's figures ignore theory runs (they are another
 """
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections import defaultdict
@@ -31,12 +30,14 @@ import numpy as np
 from ttrlab.attacks import ATTACKS
 from ttrlab.core.errors import UserError
 from ttrlab.evaluation import METRICS
-from ttrlab.core.io import write_text_atomic
 from ttrlab.report.aggregate import fmt, method_label, method_owned_keys, task_type, trains
-from ttrlab.report.figures import save_figure
-from ttrlab.report.matching import MATCH_KEYS, MEASURES, is_full, match_key, pair_points, point_label
+from ttrlab.report.drawing import finish
+from ttrlab.report.output import ReportFolder
+from ttrlab.report.matching import MEASURES, THEORY_KIND, is_full, match_key, match_keys, pair_points, point_label
 from ttrlab.report.stats import correlation_text, spearman
-from ttrlab.theory.figures import pyplot, fig3_grid_from_results, plot_fig3, spectrum_groups
+from ttrlab.theory.figures import fig3_grid_from_results, plot_fig3, spectrum_groups
+from ttrlab.report.drawing import pyplot
+from ttrlab.sweep.store import StoredRun
 
 # (metric, label): the figure's columns; TABLE_QUANTITIES are listed in the table as well.
 FIGURE_QUANTITIES = (
@@ -62,25 +63,26 @@ PREDICTED_SIGN = {
     "clean_accuracy_drop": {"fisher_trace": "ρ < 0", "fisher_ib_logdet": "ρ < 0", "fisher_trace_without_head": "ρ < 0",
                             "fisher_ib_logdet_without_head": "ρ < 0", "fisher_renyi_1_normalized": "ρ < 0"},
 }
-MATCHING_RULE = (
-    "A theory run and a training run are the same configuration when they agree on task, model, data source, "
-    "method, the LoRA knobs (rank, α, target modules, init strategy, init scale k; FF has none), attack, rate, "
-    "trigger, trigger position, target label, attack options, train_size and max_length — and they are paired "
-    "seed by seed (the theory at seed s is computed at exactly the initialisation θ₀ and on the data subset of "
-    "the training run with seed s). A point is one configuration: the computed quantity and the measured "
-    "robustness, each averaged over the seeds both sides hold. Measured robustness: ASR for backdoor attacks; "
-    "for UPA the clean accuracy of the clean run (no attack or rate 0) of the same configuration and seed minus "
-    "the clean accuracy under the attack. Training runs that differ in training-only knobs (learning rate, "
-    "steps, batch size, eval size, ...) and theory runs that differ in n or ε are separate comparisons. "
-    "ρ is Spearman's rank correlation over the points, p its two-sided p-value from scipy.stats.spearmanr "
-    "(t approximation, optimistic at small n), 'exact' the two-sided permutation p-value over all n! pairings "
-    "(n ≤ 8). With n < 4 points a rank correlation is not informative (at n = 3 the exact p cannot go below 1/3)."
-)
+def matching_rule() -> str:
+    """The matching of theory and training runs, in words, with the keys it matches on."""
+    return (
+        f"A theory run and a training run are the same configuration when they agree on {', '.join(match_keys())} "
+        "(a method's own settings count only for that method: the full method has none) — and they are paired "
+        "seed by seed (the theory at seed s is computed at exactly the initialisation θ₀ and on the data subset of "
+        "the training run with seed s). A point is one configuration: the computed quantity and the measured "
+        "robustness, each averaged over the seeds both sides hold. Measured robustness: the attack family's "
+        "(ASR for backdoor attacks; for untargeted poisoning the clean accuracy of the clean run — no attack or "
+        "rate 0 — of the same configuration and seed minus the clean accuracy under the attack). Training runs that "
+        "differ in training-only knobs (learning rate, steps, batch size, eval size, ...) and theory runs that "
+        "differ in n or ε are separate comparisons. ρ is Spearman's rank correlation over the points, p its "
+        "two-sided p-value from scipy.stats.spearmanr (t approximation, optimistic at small n), 'exact' the "
+        "two-sided permutation p-value over all n! pairings (n ≤ 8). With n < 4 points a rank correlation is not "
+        "informative (at n = 3 the exact p cannot go below 1/3)."
+    )
 FIG3_ALPHA = 1.0
-THEORY_KIND = "theory"  # the run kind this section is about
 
 
-def theory_section(runs: list[dict[str, Any]], out: Path) -> dict[str, Any] | None:
+def theory_section(runs: list[StoredRun], folder: ReportFolder) -> dict[str, Any] | None:
     """Everything the template's Theory section shows (None when the database holds no theory
     runs); writes figures/fig3*.png|svg, figures/theory_vs_measured*.png|svg and theory.json."""
     theory = [r for r in runs if r["kind"] == THEORY_KIND]
@@ -88,7 +90,8 @@ def theory_section(runs: list[dict[str, Any]], out: Path) -> dict[str, Any] | No
         return None
     # the training runs theory stands beside: kinds that train the same task type as theory's
     training = [r for r in runs if trains(r["kind"]) and task_type(r["kind"]) == task_type(THEORY_KIND)]
-    figures_dir = out / "figures"
+    figures_dir = folder.figures
+    figures_dir.mkdir(parents=True, exist_ok=True)
     by_quantity = defaultdict(int)
     for r in theory:
         by_quantity[str(r["config"].get("quantity"))] += 1
@@ -99,7 +102,7 @@ def theory_section(runs: list[dict[str, Any]], out: Path) -> dict[str, Any] | No
         "counts": ", ".join(f"{n} × quantity {q}" for q, n in sorted(by_quantity.items())),
         "n_runs": len(theory),
         "fig3": [], "fig3_notes": [], "thm34": [], "thm34_summary": "",
-        "comparisons": [], "comparison_notes": [], "matching_rule": MATCHING_RULE,
+        "comparisons": [], "comparison_notes": [], "matching_rule": matching_rule(),
         "thm36": [], "thm36_summary": "",
     }
     numbers: dict[str, Any] = {"fig3": {}, "theory_vs_measured": {}, "theorem_3_6": []}
@@ -129,15 +132,14 @@ def theory_section(runs: list[dict[str, Any]], out: Path) -> dict[str, Any] | No
                         f"{grid['seeds_per_cell']} seed(s) per cell"
                         + (f"; {missing} cells missing (white)." if missing else ".")),
             "alt": f"Figure 3{suffix}: H-prime map over rank and variance scale, {init}, n={fan_in}",
-            "files": f"figures/{png.name}, figures/{svg.name}",
-            "svg_b64": base64.b64encode(svg.read_bytes()).decode("ascii"),
+            **folder.embedded({"png": png, "svg": svg}),
         })
     section["thm34"], section["thm34_summary"] = _theorem_3_4_rows(spectrum)
 
-    comparisons, notes = _theory_vs_measured(model_runs, training, figures_dir, numbers)
+    comparisons, notes = _theory_vs_measured(model_runs, training, folder, numbers)
     section["comparisons"], section["comparison_notes"] = comparisons, notes
     section["thm36"], section["thm36_summary"] = _theorem_3_6_rows(model_runs, numbers)
-    write_text_atomic(out / "theory.json", json.dumps(_finite(numbers), indent=1, default=str, allow_nan=False) + "\n")
+    folder.write("theory.json", json.dumps(_finite(numbers), indent=1, default=str, allow_nan=False) + "\n")
     return section
 
 
@@ -146,7 +148,7 @@ def _training_context(run: dict[str, Any]) -> str:
     """What a training run was besides its matched configuration and seed: steps, batch size,
     eval size, learning-rate preset (the resolved rate differs between FF and LoRA ranks by
     design, so the preset, not the rate, says which rule a run followed; an explicit lr counts)."""
-    drop = {*MATCH_KEYS, *method_owned_keys(), "seed", "data_dir"}
+    drop = {*match_keys(), *method_owned_keys(), "seed", "data_dir"}
     return json.dumps({k: v for k, v in run["config"].items() if k not in drop}, sort_keys=True, default=str)
 
 
@@ -164,7 +166,7 @@ def _measure(attack: str) -> str | None:
     return ATTACKS.get(attack).robustness_measure() if attack in ATTACKS else None
 
 
-def _theory_vs_measured(theory: list[dict], training: list[dict], figures_dir: Path,
+def _theory_vs_measured(theory: list[dict], training: list[dict], folder: ReportFolder,
                         numbers: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     notes: list[str] = []
     if not theory:
@@ -218,7 +220,7 @@ def _theory_vs_measured(theory: list[dict], training: list[dict], figures_dir: P
     for i, (t_ctx, r_ctx, rows) in enumerate(found):
         suffix = chr(ord("a") + i) if len(found) > 1 else ""
         stem = f"theory_vs_measured_{suffix}" if suffix else "theory_vs_measured"
-        paths = _draw_comparison(rows, figures_dir, stem)
+        embedded = folder.figure(_draw_comparison(rows), stem)
         table, points_table = [], []
         for row in rows:
             for panel in row["panels"]:
@@ -245,8 +247,7 @@ def _theory_vs_measured(theory: list[dict], training: list[dict], figures_dir: P
             "context": f"theory: n={t.get('n')}, ε={t.get('relative_eps')}; training: "
                        + ", ".join(f"{k}={v}" for k, v in r.items() if k in ("lr_preset", "lr", "max_steps", "batch_size", "eval_size")),
             "alt": "Theory vs measured robustness: computed quantities against ASR and accuracy drop",
-            "files": f"figures/{paths['png'].name}, figures/{paths['svg'].name}",
-            "svg_b64": base64.b64encode(paths["svg"].read_bytes()).decode("ascii"),
+            **embedded,
             "table": table, "points": points_table,
         })
     return comparisons, notes
@@ -267,11 +268,8 @@ def _verdict(stats: dict[str, Any]) -> str:
     return f"{'significant' if p < 0.05 else 'not significant'} at 5%"
 
 
-def _draw_comparison(rows: list[dict[str, Any]], figures_dir: Path, stem: str) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _draw_comparison(rows: list[dict[str, Any]]):
+    plt = pyplot()
 
     shown = [q for q, _ in FIGURE_QUANTITIES]
     labels = dict(FIGURE_QUANTITIES)
@@ -289,10 +287,9 @@ def _draw_comparison(rows: list[dict[str, Any]], figures_dir: Path, stem: str) -
             else:
                 draw_points(ax, panel["points"], panel["stats"], labels[quantity],
                             f"{ATTACKS.get(row['attack']).label}: {METRICS.info(row['measure']).label} (measured)" if j == 0 else "")
-    fig.suptitle("Computed at θ₀ (x) vs measured after training (y): full fine-tuning orange, adapters blue, labels give "
-                 "the poisoning rate; Spearman ρ over the points above each panel", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    return save_figure(fig, figures_dir, stem)
+    finish(fig, "Computed at θ₀ (x) vs measured after training (y): full fine-tuning orange, adapters blue, labels "
+                "give the poisoning rate; Spearman ρ over the points above each panel", title_size=10)
+    return fig
 
 
 def _short_config(c: dict[str, Any]) -> str:
@@ -370,7 +367,7 @@ def _theorem_3_6_rows(theory: list[dict[str, Any]], numbers: dict[str, Any]) -> 
             failed = [name for name, comp in verdict["comparisons"].items() if not comp["holds"]]
             cond = verdict["conditions"]
             rows.append({
-                "lora": method_label(c),
+                "method": method_label(c),
                 "attack": c.get("attack"), "rate": fmt(c.get("rate")), "seed": c.get("seed"), "n": c.get("n"),
                 "conditions": f"r ≤ n: {'yes' if cond['r_le_n'] else 'no'}, σ² ≤ 1/n: {'yes' if cond['variance_le_1_over_n'] else 'no'}",
                 "held": f"{len(verdict['comparisons']) - len(failed)}/{len(verdict['comparisons'])}",
@@ -429,7 +426,7 @@ def theory_vs_measured(
     training: Iterable[dict],
     quantity: str = "m_prime",
     measure: str = "asr",
-    on: Sequence[str] = MATCH_KEYS,
+    on: Sequence[str] | None = None,
     path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Pair each theory config with the training runs of the same config and seed (keys `on`,

@@ -29,10 +29,14 @@ on SQLite start with `BEGIN IMMEDIATE`, so two drivers queue for the write lock 
 instead of failing when one upgrades a read to a write.
 
 Reading (`ResultStore(db, create=False)`, what reports and `ttrlab status` use) never writes:
-SQLite opens read-only, nothing is created or migrated.
+SQLite opens read-only, nothing is created or migrated. `runs()` returns typed records
+(`StoredRun`: the row, its flat metrics, its result document read through its schema,
+`core.result.RunResult`); a record also reads as a mapping of its fields (`run["config"]`), as
+the plain dicts it replaced did.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -73,6 +77,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from ttrlab.core.errors import UserError, first_line, shown
 from ttrlab.core.io import path_errors, user_path
+from ttrlab.core.result import RunResult
 
 FINISHED, FAILED = "finished", "failed"
 SCHEMA_VERSION = 2  # 1: sweeps, runs, metrics, sweep_runs; 2: + claims, ttrlab_meta
@@ -266,6 +271,16 @@ def redacted(url: str | URL) -> str:
     return text + ("?" + "&".join(pairs) if pairs else "")
 
 
+def as_given(db: str | os.PathLike | URL) -> str:
+    """The database as its user named it, for a page to show: a file path as written (a relative
+    path stays relative, so a published report names no folder of the machine that built it;
+    `database_url` resolves it to open it), a URL with its secrets hidden (`redacted`)."""
+    if isinstance(db, URL):
+        return redacted(db)
+    text = os.fsdecode(db)
+    return redacted(text) if "://" in text else text
+
+
 def secrets_of(url: str | URL) -> list[str]:
     """The secret strings a database URL holds (to hide them in a driver's error text too)."""
     try:
@@ -324,6 +339,56 @@ def storable(value: Any) -> Any:
     return storable(str(value))
 
 
+@dataclass(frozen=True, eq=False)
+class StoredRun(Mapping):
+    """One stored run as readers get it (`ResultStore.runs`). `result` is the stored document
+    read through its schema (`RunResult.from_dict`, schema 1 or 2; where a document lacks its
+    kind or run key, the row's), None for a failed run that stored none; `metrics` the flat
+    `metrics` table rows (`clean.accuracy`, `asr`, ...).
+
+    It also reads as a read-only mapping of its fields (`run["config"]`, `run.get("result")`,
+    `dict(run)`), the plain dicts `runs()` returned before; there `result` is the document as a
+    dict (`RunResult.to_dict`)."""
+
+    id: int
+    kind: str
+    run_key: str
+    status: str
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    result: RunResult | None
+    error: str | None
+    seconds: float | None
+    versions: dict[str, Any] | None
+    attempts: int
+    host: str | None
+    finished_at: dt.datetime | None
+    sweeps: tuple[str, ...] = ()
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed")
+
+    # ---- the mapping view -----------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        if key not in _RECORD_FIELDS:
+            raise KeyError(key)
+        if key == "result":
+            return None if self.result is None else self.result.to_dict()
+        if key == "sweeps":
+            return list(self.sweeps)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_RECORD_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_RECORD_FIELDS)
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(StoredRun))
+
+
 def _parsed_row(status: str, config: str | None, result: str | None, seconds: Any,
                 versions: str | None) -> dict[str, Any]:
     """A run row's JSON columns (as text) parsed and checked; ValueError saying what is wrong."""
@@ -347,6 +412,18 @@ def _parsed_row(status: str, config: str | None, result: str | None, seconds: An
         raise ValueError("its seconds are not a number")  # SQLite keeps whatever was written
     document["seconds"] = seconds
     return document
+
+
+def _typed_result(document: dict[str, Any] | None, kind: str, run_key: str) -> RunResult | None:
+    """A stored result document read through its schema; the row's kind and run key where the
+    document has none (a schema-1 document, or one a plugin kind wrote). ValueError for a
+    schema this ttrlab does not read."""
+    if document is None:
+        return None
+    try:
+        return RunResult.from_dict({"kind": kind, "run_key": run_key, **document})
+    except ValueError as error:
+        raise ValueError(f"its result: {error}") from None
 
 
 def _json_type(value: Any) -> str:
@@ -726,11 +803,12 @@ class ResultStore:
                  "running_seconds": (now - c.claimed_at).total_seconds(),
                  "heartbeat_age": (now - c.heartbeat_at).total_seconds()} for c in rows]
 
-    def runs(self, status: str | None = FINISHED, kind: str | None = None) -> list[dict[str, Any]]:
-        """Runs as plain dicts: kind, run_key, status, config, metrics (flat), result, error,
-        seconds, versions, sweeps (names). A row that is not what ttrlab writes (a config or
-        result that is not a JSON object, a time that is not a number: edited by hand, or
-        damaged) is left out and named in `skipped` (id, kind, run key, what is wrong)."""
+    def runs(self, status: str | None = FINISHED, kind: str | None = None) -> list[StoredRun]:
+        """The stored runs of `status` (None: all) and `kind` (None: all), in the order stored,
+        as typed records (`StoredRun`). A row that is not what ttrlab writes (a config or result
+        that is not a JSON object, a result of a schema this ttrlab does not read, a time that is
+        not a number: edited by hand, or damaged) is left out and named in `skipped` (id, kind,
+        run key, what is wrong)."""
         chosen = [clause for clause in (Run.status == status if status is not None else None,
                                         Run.kind == kind if kind is not None else None) if clause is not None]
         # The JSON columns come as text and are parsed here, row by row: one damaged row must
@@ -755,14 +833,16 @@ class ResultStore:
                 in rows:
             try:
                 parsed = _parsed_row(run_status, config, result, seconds, versions)
+                document = _typed_result(parsed["result"], run_kind, run_key)
             except ValueError as problem:
                 self.skipped.append({"id": run_id, "kind": run_kind, "run_key": run_key, "problem": str(problem)})
                 continue
-            runs.append({
-                "id": run_id, "kind": run_kind, "run_key": run_key, "status": run_status, **parsed,
-                "metrics": metrics.get(run_id, {}), "error": error, "attempts": attempts, "host": host,
-                "finished_at": finished, "sweeps": sorted(sweeps.get(run_id, [])),
-            })
+            runs.append(StoredRun(
+                id=run_id, kind=run_kind, run_key=run_key, status=run_status, config=parsed["config"],
+                metrics=metrics.get(run_id, {}), result=document, error=error, seconds=parsed["seconds"],
+                versions=parsed["versions"], attempts=attempts, host=host, finished_at=finished,
+                sweeps=tuple(sorted(sweeps.get(run_id, []))),
+            ))
         return runs
 
     def counts(self) -> dict[str, int]:

@@ -33,8 +33,7 @@ CHECKS: Registry[ManipulationCheck] = Registry("manipulation check")
 def _learned(arms: list[Cell], index: CellIndex, declared: Check) -> str | None:
     """Either arm's run trained without poison at this setting fits its training data no better
     than a constant predictor: mean train.final_loss ≥ share · ln(classes)."""
-    from ttrlab.report.aggregate import task_type
-    from ttrlab.report.methods import chance
+    from ttrlab.report.aggregate import chance, task_type
 
     failed = []
     for cell in arms:
