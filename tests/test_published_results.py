@@ -16,6 +16,7 @@ from ttrlab.sweep.store import FINISHED, ResultStore
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 DATABASE = RESULTS / "paper_cpu.sqlite"
+OFFICIAL = RESULTS / "paper_official.sqlite"  # the paper's own Fig. 1 data, imported
 PAPER = [f"Fig. {n}" for n in range(1, 13)] + ["Table 2", "Table 3", "Table E.1"]
 
 
@@ -32,14 +33,34 @@ def published(name: str) -> str:
     return text.split(begin)[1].split(end)[0].strip()
 
 
-def test_the_verdicts_and_the_headline_are_what_the_published_database_gives(tmp_path):
-    copy = tmp_path / "paper_cpu.sqlite"  # opening a store may write (WAL); never touch the published file
-    shutil.copyfile(DATABASE, copy)
+def _cells(database: Path, tmp_path: Path):
+    copy = tmp_path / database.name  # opening a store may write (WAL); never touch the published file
+    shutil.copyfile(database, copy)
     with ResultStore(copy, create=False) as store:
-        cells = build_cells(store.runs(status=FINISHED))
-    generated = _publisher().published(cells)
-    assert published("verdicts") == generated["verdicts"].strip()
-    assert published("headline") == generated["headline"].strip()
+        return build_cells(store.runs(status=FINISHED))
+
+
+def test_the_verdicts_and_the_headline_are_what_the_published_databases_give(tmp_path):
+    generated = _publisher().published(_cells(DATABASE, tmp_path), _cells(OFFICIAL, tmp_path))
+    for name in ("verdicts", "headline", "official"):
+        assert published(name) == generated[name].strip()
+
+
+@pytest.mark.needs_data("official")
+def test_the_published_paper_data_is_the_papers_file_imported(tmp_path):
+    """paper_official.sqlite holds exactly the runs `ttrlab import` makes of the paper's file."""
+    from ttrlab.external import import_file
+
+    fresh = tmp_path / "fresh.sqlite"
+    import_file(REPO.parent / "shared" / "data" / "official" / "vary_pr.json", "paper-vary-pr", fresh)
+
+    def runs(database):
+        with ResultStore(database, create=False) as store:
+            return sorted((r["run_key"], r["metrics"]["clean.accuracy"]) for r in store.runs(status=FINISHED))
+
+    copy = tmp_path / "published.sqlite"
+    shutil.copyfile(OFFICIAL, copy)
+    assert runs(copy) == runs(fresh) and len(runs(fresh)) == 320
 
 
 def test_the_project_readme_quotes_the_same_headline():

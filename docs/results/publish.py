@@ -2,9 +2,14 @@
 database still being written is copied consistently and without its WAL), the report built from
 that copy (report/: index.html, figures as PNG and SVG, tables as CSV and Markdown), and the
 verdicts on the paper's declared claims spliced into README.md between its markers: the one-line
-headline (how many primary claims are decided) near the top, the verdict table below.
+headline (how many primary claims are decided) near the top, the verdict table below; and the
+paper's own raw Fig. 1 data (../shared/data/official/vary_pr.json), imported into
+paper_official.sqlite and decided with report/claims/official_claims.yaml, beside the CPU-scale
+verdicts of the same claims.
 
-    .venv/bin/python docs/results/publish.py results/paper_cpu.sqlite
+    .venv/bin/python docs/results/publish.py results/paper_cpu.sqlite [../shared/data/official/vary_pr.json]
+
+Without the second argument the published paper_official.sqlite is kept as it is.
 
 Nothing in README.md outside the markers is touched; tests/test_published_results.py checks
 that the table there is what the published database gives."""
@@ -17,22 +22,44 @@ import sys
 from pathlib import Path
 
 from ttrlab.core.io import write_text_atomic
+from ttrlab.external import import_file
 from ttrlab.report import build_report, claims
 from ttrlab.report.aggregate import build_cells
 from ttrlab.sweep.store import FINISHED, ResultStore
 
 HERE = Path(__file__).resolve().parent
 DATABASE = HERE / "paper_cpu.sqlite"
+OFFICIAL = HERE / "paper_official.sqlite"  # the paper's own Fig. 1 runs, imported (ttrlab import)
 REPORT = HERE / "report"
 MARKERS = {"verdicts": ("<!-- verdicts: begin -->", "<!-- verdicts: end -->"),
-           "headline": ("<!-- headline: begin -->", "<!-- headline: end -->")}
+           "headline": ("<!-- headline: begin -->", "<!-- headline: end -->"),
+           "official": ("<!-- official: begin -->", "<!-- official: end -->")}
 
 
-def published(cells) -> dict[str, str]:
-    """What README.md holds between each pair of markers, from the database's cells."""
+def published(cells, official_cells) -> dict[str, str]:
+    """What README.md holds between each pair of markers, from the two databases' cells."""
     verdicts = claims.check(cells)
+    official = claims.check(official_cells, claims.load_claims("official"))
+    beside = claims.tables.beside(official.decisions, verdicts.decisions,
+                                  ("the paper's data (BERT-large)", "ttrlab at CPU scale (MiniLM)"))
     return {"verdicts": f"{verdicts.header()}\n\n{verdicts.markdown(claims.tables.COMPACT).strip()}",
-            "headline": f"**{verdicts.headline()}**"}
+            "headline": f"**{verdicts.headline()}**",
+            "official": (f"{official.header()}\n\n**{official.headline()}**\n\n{beside.strip()}\n\n"
+                         f"Every row of the paper's data, with its caveats:\n\n"
+                         f"{official.markdown(claims.tables.COMPACT + ('why',)).strip()}")}
+
+
+def cells_of(database: Path):
+    with ResultStore(database, create=False) as store:
+        return build_cells(store.runs(status=FINISHED))
+
+
+def fold_wal(database: Path) -> None:
+    """The store opened the database in WAL mode: fold it back into one file, as committed."""
+    db = sqlite3.connect(database)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("VACUUM")
+    db.close()
 
 
 def splice(text: str, parts: dict[str, str]) -> str:
@@ -43,7 +70,8 @@ def splice(text: str, parts: dict[str, str]) -> str:
     return text
 
 
-def main(source: str) -> None:
+def main(source: str, official_source: str | None = None) -> None:
+    official_source = official_source and Path(official_source).resolve()  # before the chdir below
     staged = DATABASE.with_suffix(".sqlite.new")
     with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(staged) as dst:
         src.backup(dst)
@@ -51,15 +79,18 @@ def main(source: str) -> None:
     shutil.rmtree(REPORT, ignore_errors=True)
     os.chdir(HERE)  # the report names its database as given: "paper_cpu.sqlite", not this machine's path
     build_report(DATABASE.name, REPORT.name, compare_paper=True)
-    with ResultStore(DATABASE, create=False) as store:
-        cells = build_cells(store.runs(status=FINISHED))
-    # the store opened the copy in WAL mode: fold it back into one file, as committed
-    db = sqlite3.connect(DATABASE)
-    db.execute("PRAGMA journal_mode=DELETE")
-    db.execute("VACUUM")
-    db.close()
+    cells = cells_of(DATABASE)
+    fold_wal(DATABASE)
+    if official_source is not None:  # imported afresh, so the file holds exactly this source's runs
+        staged = OFFICIAL.with_suffix(".sqlite.new")
+        staged.unlink(missing_ok=True)
+        import_file(official_source, "paper-vary-pr", staged)
+        fold_wal(staged)
+        staged.replace(OFFICIAL)
+    official_cells = cells_of(OFFICIAL)
+    fold_wal(OFFICIAL)
     readme = HERE / "README.md"
-    parts = published(cells)
+    parts = published(cells, official_cells)
     write_text_atomic(readme, splice(readme.read_text(encoding="utf-8"), parts))
     front = HERE.parents[1] / "README.md"  # the project's front door quotes the headline too
     write_text_atomic(front, splice(front.read_text(encoding="utf-8"), {"headline": parts["headline"]}))
@@ -67,4 +98,4 @@ def main(source: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -131,3 +131,21 @@ def markdown(decisions: list[Decision], without: list[Decision] | None = None, c
 
 def csv(decisions: list[Decision], without: list[Decision] | None = None) -> str:
     return to_csv(rows(decisions, without), ("id", *COLUMNS, "metric", "expect"))
+
+
+BESIDE = ("verdict", "effect", "ci", "p_adjusted", "units")
+
+
+def beside(left: list[Decision], right: list[Decision], labels: tuple[str, str]) -> str:
+    """Two claims files' verdicts on the same claims side by side, one row per claim id of
+    `left` (the claim's own words), `right`'s row where it declares the same id."""
+    right_rows = {row["id"]: row for row in rows(right)}
+    table = []
+    for row in rows(left):
+        other = right_rows.get(row["id"], {})
+        entry = {"figure": row["figure"], "claim": row["claim"]}
+        for label, source in zip(labels, (row, other)):
+            for column in BESIDE:
+                entry[f"{label}: {column}"] = source.get(column, "not declared there" if column == "verdict" else "–")
+        table.append(entry)
+    return to_markdown(table, ("figure", "claim", *(f"{label}: {c}" for label in labels for c in BESIDE)))
