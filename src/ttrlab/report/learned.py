@@ -16,7 +16,7 @@ from functools import cached_property
 from ttrlab.report.aggregate import Cell
 from ttrlab.report.claims.cells import CellIndex
 from ttrlab.report.claims.checks import CHECKS
-from ttrlab.report.claims.declared import Check, ClaimsFile
+from ttrlab.report.claims.declared import Check, ClaimsFile, read_claims
 
 CHECK = "learned"  # the manipulation check's name in the claims file
 
@@ -38,9 +38,8 @@ class LearnedRule:
     def check(self) -> Check:
         if CHECK in self.declared.checks:
             return self.declared.checks[CHECK]
-        from ttrlab.report.claims import load_claims
-
-        return load_claims().checks[CHECK]
+        # the paper's file declares the rule; its checks section needs no registered-name check
+        return read_claims().checks[CHECK]
 
     def failed(self, *arms: Cell) -> str | None:
         key = tuple(cell.id for cell in arms)
