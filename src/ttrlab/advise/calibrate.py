@@ -43,23 +43,34 @@ class Ridge:
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, penalty: float = RIDGE) -> Ridge:
         mean, scale = x.mean(axis=0), x.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)  # a constant column: coefficient 0 under the penalty
+        # a constant column (up to round-off in its mean) is all zeros: coefficient 0, ranks nothing
+        scale = np.where(scale > 1e-12 * np.maximum(np.abs(mean), 1.0), scale, np.inf)
         z = (x - mean) / scale
         yc = y - y.mean()
         coef = np.linalg.solve(z.T @ z + penalty * np.eye(z.shape[1]), z.T @ yc)
         return cls(mean, scale, coef, float(y.mean()))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.intercept + ((x - self.mean) / self.scale) @ self.coef
+        return self.intercept + self.score(x)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """The prediction without the intercept: what ranks (see `held_out_predictions`)."""
+        return ((x - self.mean) / self.scale) @ self.coef
 
 
 def held_out_predictions(x: np.ndarray, y: np.ndarray, groups: Sequence[str], k: int | None = None,
-                         fit: Callable[[np.ndarray, np.ndarray], Ridge] = Ridge.fit) -> np.ndarray:
-    """Each row's prediction by the model fitted on the other folds only."""
+                         fit: Callable[[np.ndarray, np.ndarray], Ridge] = Ridge.fit, how: str = "score") -> np.ndarray:
+    """Each row's ranking score by the model fitted on the other folds only.
+
+    Why the score and not the prediction: each fold's intercept is the mean harm of the *other*
+    configurations, so leaving out a high-harm configuration lowers its own prediction — across
+    leave-one-out folds the intercepts alone are perfectly anti-correlated with harm (ρ = −1 for a
+    predictor with no spread). The intercept ranks nothing within a fold; left out, a predictor
+    with no signal scores ρ ≈ 0 instead of a spurious negative one."""
     predictions = np.full(len(y), np.nan)
     for train, test in folds(groups, k):
         if len(train) >= 2:
-            predictions[test] = fit(x[train], y[train]).predict(x[test])
+            predictions[test] = getattr(fit(x[train], y[train]), how)(x[test])
     return predictions
 
 

@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--probe-steps", type=int, default=3, help="k full-batch steps of the baselines (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe (its samples, head, LoRA A)")
     p.add_argument("--probes", default=None, help="JSON-lines file of stored probes: read, and appended to")
+    p.add_argument("--cached-only", action="store_true", help="--calibrate on the configurations whose probes "
+                                                               "--probes holds (computes none; says how many it left out)")
     p.add_argument("--folds", type=int, default=None, help="K folds of whole configurations (default: leave one out)")
     p.add_argument("--json", default=None, help="also write the table or ranking here as JSON")
     p.set_defaults(func=main)
@@ -51,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--by {args.by!r} is not a predictor or model; allowed: {', '.join([*COMBINED, *PREDICTORS.names()])}")
     if args.folds is not None and args.folds < 2:
         raise UserError(f"--folds {args.folds} must be >= 2 (or left out: leave one configuration out)")
+    if args.cached_only and not args.probes:
+        raise UserError("--cached-only needs --probes FILE (the stored probes to calibrate on)")
     if args.calibrate:
         if args.db is None:
             raise UserError("--calibrate needs --db DB (the finished training runs to calibrate on)")
@@ -80,6 +84,13 @@ def calibration_rows(args, target_name: str):
     found = configurations(runs, TARGETS.get(target_name))
     cache = ProbeCache(args.probes)
     settings = ProbeSettings(args.probe_size, args.probe_steps, args.seed)
+    if getattr(args, "cached_only", False):
+        from ttrlab.advise.probe import probe_key
+
+        held = [c for c in found if cache.get(probe_key(c.config, settings)) is not None]
+        if len(held) < len(found):
+            print(f"{target_name}: {len(found) - len(held)} of {len(found)} configurations left out (no stored probe)")
+        found = held
     records = probe_all([c.config for c in found], settings, cache, progress=_progress)
     return found, records
 
@@ -94,7 +105,7 @@ def calibrate(args) -> int:
     targets = [args.target] if args.target else [t for t in TARGETS.registered()]
     for t in targets:
         TARGETS.get(t)  # an unknown name: one line, with the allowed ones
-    document = {"db": args.db, "probe": {"n": args.probe_size, "steps": args.probe_steps, "seed": args.seed},
+    document = {"db": args.db, "cached_only": args.cached_only, "probe": {"n": args.probe_size, "steps": args.probe_steps, "seed": args.seed},
                 "folds": args.folds or "leave one configuration out", "targets": {}}
     for target_name in targets:
         found, records = calibration_rows(args, target_name)
