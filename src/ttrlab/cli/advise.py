@@ -194,9 +194,12 @@ def advise(args) -> int:
     by = args.by or ("theory" if args.db else "grad_alignment")
     names = model_names(by)
     x = feature_matrix(records, names)
+    stored: dict[tuple, list[float]] = {}  # (task, method) -> stored seconds per training run, from --db
     if args.db:
         args.target = args.target or PRIMARY[family_of(configs[0]["attack"])]
         found, calibration = calibration_rows(args, args.target)
+        for c in found:
+            stored.setdefault((c.config["task"], c.config["method"]), []).append(c.mean_seconds)
         cx = feature_matrix(calibration, names)
         keep = np.isfinite(cx).all(axis=1)
         model = Ridge.fit(cx[keep], np.array([c.harm for c in found])[keep])
@@ -206,18 +209,26 @@ def advise(args) -> int:
         scores = x[:, 0] if len(names) == 1 else np.nanmean(x, axis=1)
         how = f"{by} as computed (no --db: uncalibrated, higher = predicted more harm, as the paper reads it)"
     order = np.argsort(np.where(np.isfinite(scores), scores, np.inf), kind="stable")
+    def estimate(record: dict, config: dict) -> tuple[float, str]:
+        seconds = stored.get((config["task"], config["method"]))
+        if seconds:
+            return float(np.mean(seconds)), "stored"
+        return _training_estimate(record, args, config), "extrapolated"
+
     probe_seconds = sum(r["seconds"] for r in records)
-    training = sum(_training_estimate(r, args, c) for r, c in zip(records, configs))
+    estimates = [estimate(r, c) for r, c in zip(records, configs)]
+    training = sum(seconds for seconds, _ in estimates)
     print(f"ranking by {how}; most robust first")
     print("| # | candidate | score | probe s | est. training s |")
     print("|---|---|---|---|---|")
     ranking = []
     for place, i in enumerate(order, 1):
         label = _label(configs[i])
-        print(f"| {place} | {label} | {scores[i]:.4g} | {records[i]['seconds']:.0f} | {_training_estimate(records[i], args, configs[i]):.0f} |")
+        print(f"| {place} | {label} | {scores[i]:.4g} | {records[i]['seconds']:.0f} | {estimates[i][0]:.0f} ({estimates[i][1]}) |")
         ranking.append({"candidate": label, "score": float(scores[i]), "config": records[i]["config"]})
-    print(f"prediction: {probe_seconds:.0f} s for {len(configs)} candidates; training them (one seed, extrapolated "
-          f"from the probe's step time): {training:.0f} s ({training / probe_seconds:.1f}x)")
+    print(f"prediction: {probe_seconds:.0f} s for {len(configs)} candidates (measured now); training them once: "
+          f"{training:.0f} s ({training / probe_seconds:.1f}x; 'stored': mean seconds of --db's runs of the method on "
+          f"the task, measured when they ran; 'extrapolated': the probe's full-batch step time x steps x batch size)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"by": by, "ranking": ranking, "probe_seconds": probe_seconds, "training_seconds": training}, out, indent=2)
