@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--cached-only", action="store_true", help="--calibrate on the configurations whose probes "
                                                                "--probes holds (computes none; says how many it left out)")
     p.add_argument("--folds", type=int, default=None, help="K folds of whole configurations (default: leave one out)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the probes (default 1, as a sweep worker "
+                                                           "with cpus: 1: on a shared CPU, threads wait on each other)")
     p.add_argument("--json", default=None, help="also write the table or ranking here as JSON")
     p.set_defaults(func=main)
 
@@ -53,13 +55,16 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--by {args.by!r} is not a predictor or model; allowed: {', '.join([*COMBINED, *PREDICTORS.names()])}")
     if args.folds is not None and args.folds < 2:
         raise UserError(f"--folds {args.folds} must be >= 2 (or left out: leave one configuration out)")
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads} must be >= 1")
     if args.cached_only and not args.probes:
         raise UserError("--cached-only needs --probes FILE (the stored probes to calibrate on)")
-    if args.calibrate:
-        if args.db is None:
-            raise UserError("--calibrate needs --db DB (the finished training runs to calibrate on)")
-        return calibrate(args)
-    return advise(args)
+    if args.calibrate and args.db is None:
+        raise UserError("--calibrate needs --db DB (the finished training runs to calibrate on)")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return calibrate(args) if args.calibrate else advise(args)
 
 
 # ---- calibration -----------------------------------------------------------------------------
