@@ -39,8 +39,12 @@ class ProbeCache:
                 out.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def probe_all(configs: list[dict[str, Any]], settings, cache: ProbeCache, progress=None) -> list[dict[str, Any]]:
-    """The probe record of every config (flat keys), from the cache where it holds one."""
+def probe_all(configs: list[dict[str, Any]], settings, cache: ProbeCache, progress=None,
+              skipped: list[tuple[dict, str]] | None = None) -> list[dict[str, Any] | None]:
+    """The probe record of every config (flat keys), from the cache where it holds one. With a
+    `skipped` list, a config the probe cannot compute (e.g. a clean-label backdoor: the probe's
+    poisoned twins need the attack at rate 1) is None and goes there with the reason; without
+    one, its error goes up (a candidate named by the user)."""
     from ttrlab.advise.probe import DataCache, probe, probe_key
 
     data = DataCache()
@@ -49,7 +53,14 @@ def probe_all(configs: list[dict[str, Any]], settings, cache: ProbeCache, progre
         key = probe_key(values, settings)
         record = cache.get(key)
         if record is None:
-            record = probe(values, settings, data)
+            try:
+                record = probe(values, settings, data)
+            except UserError as error:
+                if skipped is None:
+                    raise
+                skipped.append((values, str(error)))
+                records.append(None)
+                continue
             cache.put(record)
         if progress is not None:
             progress(i + 1, len(configs), record)

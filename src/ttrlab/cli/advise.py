@@ -96,8 +96,12 @@ def calibration_rows(args, target_name: str):
         if len(held) < len(found):
             print(f"{target_name}: {len(found) - len(held)} of {len(found)} configurations left out (no stored probe)")
         found = held
-    records = probe_all([c.config for c in found], settings, cache, progress=_progress)
-    return found, records
+    skipped: list = []
+    records = probe_all([c.config for c in found], settings, cache, progress=_progress, skipped=skipped)
+    for values, reason in skipped:
+        print(f"{target_name}: left out {values['method']} {values['attack']} {values['rate']:g}: {reason}")
+    kept = [i for i, r in enumerate(records) if r is not None]
+    return [found[i] for i in kept], [records[i] for i in kept]
 
 
 def calibrate(args) -> int:
