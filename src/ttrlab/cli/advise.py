@@ -105,7 +105,7 @@ def calibration_rows(args, target_name: str):
 
 
 def calibrate(args) -> int:
-    from ttrlab.advise.calibrate import evaluate
+    from ttrlab.advise.calibrate import evaluate, feature_matrix, spearman_interval
     from ttrlab.advise.predictors import PREDICTORS
     from ttrlab.advise.targets import PRIMARY, TARGETS
 
@@ -121,6 +121,7 @@ def calibrate(args) -> int:
         harm = np.array([c.harm for c in found])
         groups = [c.key for c in found]
         probe_seconds = sum(r["seconds"] for r in records)
+        theory_seconds = sum(r["theory_seconds"] for r in records)  # model load, samples and the theory's NTK
         stored = sum(c.seconds for c in found)
         one_seed = sum(c.mean_seconds for c in found)
         extrapolated = sum(_training_estimate(r, args) for r in records)
@@ -129,16 +130,21 @@ def calibrate(args) -> int:
         for name in [*COMBINED, *PREDICTORS.registered()]:
             result = evaluate(records, harm, groups, model_names(name))
             within = {}
+            x = feature_matrix(records, model_names(name))
             for label, members in sets.items():
-                from ttrlab.advise.calibrate import spearman_interval
-
+                if np.nanmax(np.ptp(x[members], axis=0)) == 0:
+                    # constant within the set (the rate): it ranks nothing there; what its held-out
+                    # score would vary by is the fold's fit, not the candidate
+                    within[label] = {"rho": None, "n": len(members), "constant": True}
+                    continue
                 within[label] = spearman_interval(result["predicted"][members], harm[members])
             rows[name] = {k: v for k, v in result.items() if k != "predicted"} | {"within": within}
         document["targets"][target_name] = {
             "family": TARGETS.get(target_name).family, "primary": PRIMARY.get(TARGETS.get(target_name).family) == target_name,
             "configurations": len(found), "runs": sum(len(c.run_keys) for c in found),
             "candidate_sets": {label: len(m) for label, m in sets.items()},
-            "cost": {"probe_seconds": probe_seconds, "stored_training_seconds_all_seeds": stored,
+            "cost": {"probe_seconds": probe_seconds, "probe_theory_seconds": theory_seconds,
+                     "probe_baseline_steps_seconds": probe_seconds - theory_seconds, "stored_training_seconds_all_seeds": stored,
                      "stored_training_seconds_one_seed": one_seed, "extrapolated_training_seconds_one_seed": extrapolated},
             "models": rows,
         }
@@ -158,6 +164,8 @@ def _candidate_sets(found) -> dict[str, list[int]]:
 
 
 def _cell(summary: dict) -> str:
+    if summary.get("constant"):
+        return "n/a (constant here)"
     if summary.get("rho") is None:
         return f"n/a (n={summary.get('n', 0)})"
     return f"{summary['rho']:+.2f} [{summary['low']:+.2f}, {summary['high']:+.2f}]"
@@ -174,7 +182,9 @@ def _print_table(name: str, table: dict) -> None:
         print(f"| {model} | {_cell(row)} | " + " | ".join(_cell(row["within"][s]) for s in sets) + " |")
     cost = table["cost"]
     ratio = cost["stored_training_seconds_one_seed"] / cost["probe_seconds"] if cost["probe_seconds"] else math.nan
-    print(f"cost: probes {cost['probe_seconds']:.0f} s for all configurations; training them once (stored seconds, "
+    steps = cost["probe_baseline_steps_seconds"]
+    print(f"cost: probes {cost['probe_seconds']:.0f} s for all configurations (load + theory "
+          f"{cost['probe_theory_seconds']:.0f} s, the baselines' k steps {steps:.0f} s); training them once (stored seconds, "
           f"mean over seeds) {cost['stored_training_seconds_one_seed']:.0f} s ({ratio:.1f}x), all stored seeds "
           f"{cost['stored_training_seconds_all_seeds']:.0f} s; training extrapolated from the probe's own step time "
           f"{cost['extrapolated_training_seconds_one_seed']:.0f} s")
