@@ -10,13 +10,21 @@ from typing import Any
 from ttrlab.core.errors import UserError
 
 
-def from_spec(path: str) -> list[dict[str, Any]]:
+def from_spec(path: str, attack: str, rate: float) -> list[dict[str, Any]]:
+    """The spec's points under `attack` at `rate` (a ranking compares candidates under one attack:
+    its clean points and other attacks are left out)."""
     from ttrlab.sweep.spec import load_spec
 
     spec = load_spec(path)
     if spec.kind != "train":
         raise UserError(f"spec {path!r} is of kind {spec.kind!r}; allowed: a spec of kind 'train'")
-    return distinct([run.config_dict for run in spec.expand().runs])
+    points = [run.config_dict for run in spec.expand().runs]
+    chosen = [c for c in points if c["attack"] == attack and abs(float(c["rate"]) - rate) < 1e-12]
+    if not chosen:
+        offered = sorted({f"{c['attack']} {c['rate']:g}" for c in points if float(c["rate"]) > 0})
+        raise UserError(f"spec {path!r} has no point under --attack {attack} --rate {rate:g}; allowed: "
+                        f"{', '.join(offered) or 'none (it has only clean points)'}")
+    return distinct(chosen)
 
 
 def from_grid(base: dict[str, Any], methods: list[str], ranks: list[int], init_scales: list[float | None]) -> list[dict[str, Any]]:

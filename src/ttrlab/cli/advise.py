@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         "Spearman rho of every predictor on the configurations of a results database."))
     p.add_argument("--calibrate", action="store_true", help="print the held-out rho table of --db (no candidates)")
     p.add_argument("--db", default=None, help="results database of finished training runs (read only)")
-    p.add_argument("--spec", default=None, help="candidates: the points of this sweep spec (kind train)")
+    p.add_argument("--spec", default=None, help="candidates: the points of this sweep spec (kind train) under --attack "
+                                                 "at --rate")
     p.add_argument("--task", default="sst2")
     p.add_argument("--model", default="minilm")
     p.add_argument("--attack", default="bpa")
@@ -201,7 +202,7 @@ def advise(args) -> int:
     import numpy as np
 
     if args.spec is not None:
-        configs = candidates.from_spec(args.spec)
+        configs = candidates.from_spec(args.spec, args.attack, args.rate)
     else:
         base = {"task": args.task, "model": args.model, "attack": args.attack, "rate": args.rate,
                 "lr_preset": args.lr_preset, "train_size": args.train_size, "max_steps": args.max_steps,
@@ -245,7 +246,7 @@ def advise(args) -> int:
         label = _label(configs[i])
         print(f"| {place} | {label} | {scores[i]:.4g} | {records[i]['seconds']:.0f} | {estimates[i][0]:.0f} ({estimates[i][1]}) |")
         ranking.append({"candidate": label, "score": float(scores[i]), "config": records[i]["config"]})
-    print(f"prediction: {probe_seconds:.0f} s for {len(configs)} candidates (measured now); training them once: "
+    print(f"prediction: {probe_seconds:.0f} s for {len(configs)} candidates (the probes' own seconds, as recorded); training them once: "
           f"{training:.0f} s ({training / probe_seconds:.1f}x; 'stored': mean seconds of --db's runs of the method on "
           f"the task, measured when they ran; 'extrapolated': the probe's full-batch step time x steps x batch size)")
     if args.json:
