@@ -175,3 +175,32 @@ def test_advise_help_imports_no_torch(tmp_path):
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'scipy') if m in sys.modules), file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_a_stored_calibration_probe_is_what_the_code_computes():
+    """docs/advise/probes_paper_cpu.jsonl (behind docs/advise.md's table) holds computed values, not
+    typed ones: one LoRA configuration of the published database, probed again here, gives them."""
+    import torch
+
+    from conftest import GLUE, require_data
+    from ttrlab.advise.cache import ProbeCache
+    from ttrlab.advise.probe import ProbeSettings, probe, probe_key
+    from ttrlab.sweep.store import ResultStore
+
+    require_data(GLUE, "shared GLUE data")
+    with ResultStore(REPO / "docs" / "results" / "paper_cpu.sqlite", create=False) as store:
+        runs = store.runs(kind="train")
+    settings = ProbeSettings(n=16, steps=3, seed=0)
+    stored = ProbeCache(REPO / "docs" / "advise" / "probes_paper_cpu.jsonl")
+    (chosen,) = [c for c in configurations(runs, TARGETS.get("asr_lift"))
+                 if c.config["method"] == "lora" and c.config["rank"] == 4 and c.config["rate"] == 0.01]
+    record = stored.get(probe_key(chosen.config, settings))
+    assert record is not None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the stored probes were computed
+    try:
+        again = probe(chosen.config, settings)
+    finally:
+        torch.set_num_threads(threads)
+    for name in PREDICTORS.registered():
+        assert PREDICTORS.get(name).read(again) == pytest.approx(PREDICTORS.get(name).read(record), rel=1e-5), name
