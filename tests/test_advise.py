@@ -204,3 +204,46 @@ def test_a_stored_calibration_probe_is_what_the_code_computes():
         torch.set_num_threads(threads)
     for name in PREDICTORS.registered():
         assert PREDICTORS.get(name).read(again) == pytest.approx(PREDICTORS.get(name).read(record), rel=1e-5), name
+
+
+def test_calibrate_command_recovers_a_planted_relation_from_a_database(tmp_path):
+    """End to end: a results database of 8 LoRA configurations × 2 seeds (BPA 1%, each seed with its
+    clean twin) whose ASR lift grows with the rank, stored probes whose grad_alignment grows with
+    it too and whose poison_loss is noise; `ttrlab advise --calibrate` finds the one and not the other."""
+    from ttrlab.advise.probe import PROBE_VERSION, ProbeSettings, probe_key
+    from ttrlab.cli import main
+    from ttrlab.kinds.classification.config import RunConfig
+    from ttrlab.sweep.store import ResultStore
+
+    rng = np.random.default_rng(7)
+    settings = ProbeSettings(n=16, steps=3, seed=0)
+    db, probes = tmp_path / "runs.sqlite", tmp_path / "probes.jsonl"
+    with ResultStore(db) as store, probes.open("w") as out:
+        for rank in range(1, 9):
+            base = {"task": "sst2", "model": "minilm", "method": "lora", "rank": rank, "attack": "bpa", "lr_preset": "cpu"}
+            for seed in (0, 1):
+                for rate, asr in ((0.0, 0.05), (0.01, 0.05 + rank / 10 + rng.normal(0, 0.01))):
+                    config = RunConfig.load({**base, "rate": rate, "seed": seed})
+                    result = {"metrics": {"asr": asr, "clean": {"accuracy": 0.9}}, "train": {"final_loss": 0.3}}
+                    store.record(sweep_id=None, kind="train", run_key=config.run_key(), config=config.resolved(),
+                                 result=result, seconds=50.0)
+            poisoned = RunConfig.load({**base, "rate": 0.01, "seed": 0}).resolved()
+            theory = {k: math.exp(rng.normal()) for k in ("m_prime", "m_prime_adapters_only", "ntk_trace",
+                                                          "ntk_trace_adapters_only", "fisher_trace")}
+            theory.update(grad_inner_abs=math.exp(rank + rng.normal(0, 0.1)), grad_cosine=rng.normal(),
+                          fisher_ib_logdet=rng.normal(), fisher_ib_logdet_adapters_only=rng.normal(),
+                          fisher_renyi_1_normalized=rng.normal())
+            record = {"key": probe_key(poisoned, settings), "config": {"rate": 0.01, "method": "lora"},
+                      "probe": {"n": 16, "steps": 3, "seed": 0, "version": PROBE_VERSION}, "theory": theory,
+                      "baseline": {"trainable_parameters": 1000 * rank, "update_norm": math.exp(rng.normal()),
+                                   "poison_loss": rng.normal(), "poison_loss_drop": rng.normal()},
+                      "seconds": 5.0, "theory_seconds": 2.0, "step_seconds": 1.0}
+            out.write(json.dumps(record) + "\n")
+    table = tmp_path / "table.json"
+    assert main(["advise", "--calibrate", "--db", str(db), "--probes", str(probes), "--cached-only",
+                 "--target", "asr_lift", "--json", str(table)]) == 0
+    models = json.loads(table.read_text())["targets"]["asr_lift"]["models"]
+    assert models["grad_alignment"]["n"] == 8 and models["grad_alignment"]["rho"] > 0.9
+    assert models["grad_alignment"]["within"]["sst2 bpa 0.01"]["rho"] > 0.9
+    assert models["poison_loss"]["rho"] < 0.9
+    assert models["rate"]["within"]["sst2 bpa 0.01"]["rho"] is None  # constant within the set
