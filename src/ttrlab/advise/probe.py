@@ -23,8 +23,8 @@ PROBE_VERSION = 1  # bump when what a probe computes changes: stored probes of a
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    n: int = 32  # probe examples (clean, their poisoned twins, and the sample poisoned at the rate)
-    steps: int = 5  # k: full-batch steps of the baselines
+    n: int = 16  # probe examples (clean, their poisoned twins, and the sample poisoned at the rate)
+    steps: int = 3  # k: full-batch steps of the baselines
     seed: int = 0
 
     def check(self) -> None:
