@@ -38,6 +38,8 @@ COMMANDS: dict[str, Command] = {
     "report": Command("ttrlab.cli.report", "figures, tables, the declared claims' verdicts and one self-contained HTML "
                                            "file from a results database"),
     "theory": Command("ttrlab.cli.theory", "NTK, M', Fisher spectrum, IB, Renyi entropy, Thm 3.4, Fig. 3"),
+    "advise": Command("ttrlab.cli.advise", "rank candidate configurations by predicted robustness before training "
+                                           "(theory at init + cheap baselines); --calibrate: held-out rho on a --db"),
     "gen-train": Command("ttrlab.cli.generative", "one generative backdoor run (causal LM, FF or LoRA; task jailbreak, "
                                                   "refusal or negsentiment) → JSON result"),
     "import": Command("ttrlab.cli.importing", "someone else's per-seed results (CSV, or the paper's own raw data) into "
