@@ -24,7 +24,7 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.std
 
 COMMANDS = [
     ["--help"], ["status", "--help"], ["report", "--help"], ["sweep", "--help"], ["methods"], ["tasks"],
-    ["attacks"], ["defenses"], ["gen-tasks"], ["gen-attacks"], ["list", "kinds"], ["list", "methods"],
+    ["attacks"], ["defenses"], ["threats"], ["list", "threats"], ["gen-tasks"], ["gen-attacks"], ["list", "kinds"], ["list", "methods"],
     ["theory", "--help"], ["train", "--help"], ["gen-train", "--help"],
 ]
 SPECS = ["specs/cpu/main.yaml", "specs/cpu/table3.yaml", "specs/cpu/theory_fig3.yaml", "specs/cpu/theory_main.yaml",
