@@ -47,6 +47,7 @@ from ttrlab.report.aggregate import (
 )
 from ttrlab.report.figures import FIGURES, attacks_drawn, figure_data, figure_records, render
 from ttrlab.report.defenses import defense_tables, defense_tables_markdown
+from ttrlab.report.dose_response import dose_response_markdown
 from ttrlab.report.methods import method_tables, method_tables_markdown, render_trainable_figure, spearman_note
 from ttrlab.report.paired import SEED_METRICS, display, paired_rows
 from ttrlab.report.tables import (
@@ -106,6 +107,8 @@ def build_report(db: str | os.PathLike, out_dir: str | os.PathLike, claims: str 
     write_text_atomic(out / "methods.md", method_tables_markdown(methods))
     defenses = defense_tables(cells)
     write_text_atomic(out / "defenses.md", defense_tables_markdown(defenses))
+    # dose–response (issue 27): ED50 per method with seed-bootstrap intervals, see report/dose_response.py
+    write_text_atomic(out / "dose_response.md", dose_response_markdown(runs))
     trainable_paths, trainable_table = render_trainable_figure(cells, figures_dir)
     if trainable_paths:
         figure_tables[trainable_paths["svg"].stem] = trainable_table
