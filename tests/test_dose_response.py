@@ -43,21 +43,38 @@ def test_the_fit_recovers_a_planted_ed50_without_noise():
     assert float(truth.asr([30.0])[0]) == pytest.approx(0.5)
 
 
-def test_ed50_per_method_and_their_ratio_are_recovered_with_covering_intervals():
-    result = dose_response(planted({"ff": 20.0, "lora": 60.0}), boot=300)
+def test_ed50_per_method_and_their_ratio_are_recovered():
+    result = dose_response(planted({"ff": 20.0, "lora": 60.0}), boot=100)
     ff, lora = result["ff"], result["lora"]
-    assert ff["ed50"] == pytest.approx(20.0, rel=0.1) and lora["ed50"] == pytest.approx(60.0, rel=0.1)
-    assert ff["ed50_interval"][0] < 20.0 < ff["ed50_interval"][1]
-    assert lora["ed50_interval"][0] < 60.0 < lora["ed50_interval"][1]
-    assert lora["ratio"] == pytest.approx(3.0, rel=0.15)
-    low, high = lora["ratio_interval"]
-    assert low < 3.0 < high and low > 1.0  # LoRA needs more poison, and the interval says so
+    assert ff["ed50"] == pytest.approx(20.0, rel=0.05) and lora["ed50"] == pytest.approx(60.0, rel=0.05)
+    assert lora["ratio"] == pytest.approx(3.0, rel=0.1) and lora["ratio_interval"][0] > 1.0  # LoRA needs more poison
     assert ff["fit"].floor == pytest.approx(FLOOR, abs=0.02) and ff["failed"] == 0 and ff["seeds"] == 8
+    assert ff["ratio"] is None and ff["ratio_interval"] is None  # FF is the reference
 
 
-def test_equal_ed50s_give_a_ratio_interval_around_one():
-    lora = dose_response(planted({"ff": 40.0, "lora": 40.0}, rng_seed=2), boot=300)["lora"]
-    assert lora["ratio_interval"][0] < 1.0 < lora["ratio_interval"][1]
+# Coverage is a property over data sets, not of one: 8 planted data sets (12 seeds each), each
+# interval nominally 95%. A percentile bootstrap over 12 units covers a little less than nominal;
+# 6 of 8 is what an interval of about 90% misses with probability 4%, and these draws are fixed.
+REALIZATIONS = range(100, 108)
+
+
+def test_the_seed_bootstrap_intervals_cover_the_planted_ed50_and_ratio():
+    covered_ed50 = covered_ratio = 0
+    for rng_seed in REALIZATIONS:
+        result = dose_response(planted({"ff": 20.0, "lora": 60.0}, seeds=12, rng_seed=rng_seed), boot=100)
+        low, high = result["ff"]["ed50_interval"]
+        covered_ed50 += low < 20.0 < high
+        low, high = result["lora"]["ratio_interval"]
+        covered_ratio += low < 3.0 < high
+        assert low > 1.0  # a threefold difference is never mistaken for none
+    assert covered_ed50 >= 6 and covered_ratio >= 6, (covered_ed50, covered_ratio)
+
+
+def test_equal_ed50s_give_ratio_intervals_around_one():
+    covered = sum(low < 1.0 < high for low, high in (
+        dose_response(planted({"ff": 40.0, "lora": 40.0}, seeds=12, rng_seed=rng_seed), boot=100)["lora"]["ratio_interval"]
+        for rng_seed in REALIZATIONS))
+    assert covered >= 6, covered
 
 
 def test_count_or_rate_tells_which_one_the_truth_is_in():

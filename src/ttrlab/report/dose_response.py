@@ -84,17 +84,19 @@ def fit_logistic(doses: Sequence[float], asr: Sequence[float], floor: float = 0.
 
     def residuals(theta):
         log_m, log_s = theta
-        return floor + (1.0 - floor) / (1.0 + np.exp(-math.exp(log_s) * (x - log_m))) - y
+        z = np.clip(math.exp(min(log_s, 10.0)) * (x - log_m), -60.0, 60.0)
+        return floor + (1.0 - floor) / (1.0 + np.exp(-z)) - y
 
-    # start where the data cross the middle of their range, with a unit slope; several starts
-    # because a flat data stretch leaves the midpoint poorly determined from one side
-    starts = [(float(np.median(x)), 0.0), (float(x.min()), 1.0), (float(x.max()), 1.0)]
+    # MINPACK's Levenberg–Marquardt on (ln m, ln s), unbounded (the log keeps m and s positive):
+    # milliseconds per fit, which the bootstrap repeats hundreds of times. Two starts (the
+    # median dose, and the dose nearest the middle of the observed ASRs), the better kept.
+    middle = float(x[np.argmin(np.abs(y - (y.min() + y.max()) / 2))])
     best = None
-    for start in starts:
-        solution = least_squares(residuals, start, bounds=([x.min() - 5, -5.0], [x.max() + 5, 4.0]))
-        if solution.success and (best is None or solution.cost < best.cost):
+    for start in ((float(np.median(x)), 0.0), (middle, 0.0)):
+        solution = least_squares(residuals, start, method="lm")
+        if solution.success and np.all(np.isfinite(solution.x)) and (best is None or solution.cost < best.cost):
             best = solution
-    if best is None:
+    if best is None or not -20.0 < best.x[1] < 10.0:  # a step or a flat line: no logistic to speak of
         return None
     log_m, log_s = best.x
     return Fit(math.exp(log_m), math.exp(log_s), floor, float(2 * best.cost), len(y))
@@ -223,6 +225,8 @@ def observations_from_runs(runs: Iterable[dict[str, Any]]) -> dict[tuple, list[O
 def dose_response_markdown(runs: Iterable[dict[str, Any]], boot: int = BOOTSTRAP) -> str:
     """The report's dose–response tables: per group, ED50 per method at each training-set size
     with two or more poisoned doses, then count or rate across the sizes."""
+    from ttrlab.report.aggregate import markdown_text  # names come from stored configs: escaped
+
     lines = ["# Dose–response: ED50 per method", "",
              "ASR vs ln(poisoned count), a logistic above each method's clean floor; ED50 = the count at 50% ASR; "
              f"{int(LEVEL * 100)}% intervals: bootstrap over seeds ({boot} resamples; `ttrlab.report.dose_response`).", ""]
@@ -233,21 +237,21 @@ def dose_response_markdown(runs: Iterable[dict[str, Any]], boot: int = BOOTSTRAP
         if not fitted_sizes:
             continue
         shown += 1
-        lines += [f"## {threat} · {task} · {model} · {attack}", "",
+        lines += [f"## {markdown_text(' · '.join(map(str, (threat, task, model, attack))))}", "",
                   "| training examples | method | seeds | ED50 | interval | ED50 / FF | interval | slope | floor | "
                   "failed resamples |", "|---|---|---|---|---|---|---|---|---|---|"]
         for size in fitted_sizes:
             for m, row in dose_response([o for o in observations if o.size == size], boot=boot).items():
                 fit = row["fit"]
                 lines.append("| " + " | ".join([
-                    str(size), m, str(row["seeds"]), _num(row["ed50"]), _pair(row["ed50_interval"]), _num(row["ratio"]),
+                    str(size), markdown_text(m), str(row["seeds"]), _num(row["ed50"]), _pair(row["ed50_interval"]), _num(row["ratio"]),
                     _pair(row["ratio_interval"]), _num(fit.slope if fit else None), _num(fit.floor if fit else None),
                     f"{row['failed']}/{row['boot']}"]) + " |")
         lines += ["", "Count or rate (across the training-set sizes):", ""]
         for m, row in count_or_rate(observations, boot=boot).items():
             detail = (f" (ΔAIC {row['delta_aic']:+.1f}; the count explains better in {row['count_wins_share']:.0%} of "
                       f"seed resamples)" if "delta_aic" in row else "")
-            lines.append(f"- {m}: {row['verdict']}{detail}")
+            lines.append(f"- {markdown_text(m)}: {row['verdict']}{detail}")
         lines.append("")
     if not shown:
         lines.append("No group of runs has two or more poisoned doses: nothing to fit (specs/cpu/dose_response.yaml).")
