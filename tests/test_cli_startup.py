@@ -24,11 +24,12 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.std
 
 COMMANDS = [
     ["--help"], ["status", "--help"], ["report", "--help"], ["sweep", "--help"], ["methods"], ["tasks"],
-    ["attacks"], ["defenses"], ["gen-tasks"], ["gen-attacks"], ["list", "kinds"], ["list", "methods"],
+    ["attacks"], ["defenses"], ["threats"], ["list", "threats"], ["gen-tasks"], ["gen-attacks"], ["list", "kinds"], ["list", "methods"],
     ["theory", "--help"], ["train", "--help"], ["gen-train", "--help"],
 ]
 SPECS = ["specs/cpu/main.yaml", "specs/cpu/table3.yaml", "specs/cpu/theory_fig3.yaml", "specs/cpu/theory_main.yaml",
-         "specs/cpu/fig4_fig9_fig10_rank.yaml", "specs/paper/fig1_fig6_upa.yaml"]
+         "specs/cpu/fig4_fig9_fig10_rank.yaml", "specs/paper/fig1_fig6_upa.yaml",
+         "specs/cpu/threats.yaml", "specs/cpu/dose_response.yaml"]
 
 
 def heavy_modules(argv: list[str], tmp_path: Path) -> list[str]:

@@ -117,6 +117,8 @@ EXPECTED_RUNS = {
     "cpu/fig4_fig9_fig10_rank.yaml": 72,
     "cpu/fig5_fig11_fig12_variance.yaml": 54,
     "cpu/table2_init_strategies.yaml": 36,
+    "cpu/threats.yaml": 48,
+    "cpu/dose_response.yaml": 84,
     "paper/fig1_fig6_upa.yaml": 540,
     "paper/fig2_fig7_fig8_bpa.yaml": 540,
     "paper/fig4_fig9_fig10_rank.yaml": 540,

@@ -44,12 +44,14 @@ COMMANDS: dict[str, Command] = {
                                                   "refusal or negsentiment) → JSON result"),
     "import": Command("ttrlab.cli.importing", "someone else's per-seed results (CSV, or the paper's own raw data) into "
                                               "a results database, marked external with their provenance"),
-    "list": Command("ttrlab.cli.listing", "list what is registered: tasks, attacks, methods, defenses, kinds, "
-                                          "gen-tasks, gen-attacks"),
+    "list": Command("ttrlab.cli.listing", "list what is registered: tasks, attacks, methods, defenses, threats, "
+                                          "kinds, gen-tasks, gen-attacks"),
     "tasks": Command("ttrlab.cli.listing", "list the registered tasks, or show the task of task files"),
     "attacks": Command("ttrlab.cli.listing", "list the registered attacks of every run kind"),
     "methods": Command("ttrlab.cli.listing", "list the registered fine-tuning methods"),
     "defenses": Command("ttrlab.cli.listing", "list the registered defenses of classification runs"),
+    "threats": Command("ttrlab.cli.listing", "list the threat models (where the poison enters a run) and what each "
+                                             "measures"),
     "gen-tasks": Command("ttrlab.cli.listing", "list the generative tasks and how each is judged"),
     "gen-attacks": Command("ttrlab.cli.listing", "list the attacks of generative runs"),
 }

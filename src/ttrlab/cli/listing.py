@@ -1,5 +1,5 @@
 """The listing commands: what ttrlab has registered. `ttrlab tasks|attacks|methods|defenses|
-gen-tasks|gen-attacks`, and the same under `ttrlab list WHAT` (plus `ttrlab list kinds`). Each
+threats|gen-tasks|gen-attacks`, and the same under `ttrlab list WHAT` (plus `ttrlab list kinds`). Each
 reads its registry only: no model, no torch."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     tasks.add_argument("--task", action="append", default=[], metavar="PATH.yaml",
                        help="show this task file's task instead (repeatable)")
     tasks.set_defaults(func=_tasks)
-    for name, func in (("attacks", _attacks), ("methods", _methods), ("defenses", _defenses),
+    for name, func in (("attacks", _attacks), ("methods", _methods), ("defenses", _defenses), ("threats", _threats),
                        ("gen-tasks", _gen_tasks), ("gen-attacks", _gen_attacks)):
         command_parser(subparsers, name).set_defaults(func=func)
     listing = command_parser(subparsers, "list")
@@ -76,6 +76,17 @@ def _defenses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threats(args: argparse.Namespace) -> int:
+    from ttrlab.threats import DEFAULT_THREAT, THREATS
+
+    for name in THREATS.registered():
+        threat = THREATS.get(name)
+        default = " (default)" if name == DEFAULT_THREAT else ""
+        print(f"{name}{default}: {threat.summary}\n  measures: {threat.measures}\n  stages: {threat.stages}\n"
+              f"  settings: {', '.join(threat.uses) or 'none'}; sources: {threat.sources}")
+    return 0
+
+
 def _gen_tasks(args: argparse.Namespace) -> int:
     from ttrlab.kinds.generative.config import GenConfig
     from ttrlab.kinds.generative.tasks import TASKS
@@ -110,5 +121,5 @@ def _kinds(args: argparse.Namespace) -> int:
     return 0
 
 
-LISTINGS = {"tasks": _tasks, "attacks": _attacks, "methods": _methods, "defenses": _defenses, "kinds": _kinds,
-            "gen-tasks": _gen_tasks, "gen-attacks": _gen_attacks}
+LISTINGS = {"tasks": _tasks, "attacks": _attacks, "methods": _methods, "defenses": _defenses, "threats": _threats,
+            "kinds": _kinds, "gen-tasks": _gen_tasks, "gen-attacks": _gen_attacks}

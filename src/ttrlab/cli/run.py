@@ -46,13 +46,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _train(args: argparse.Namespace) -> int:
     from ttrlab.cli import print_json
     from ttrlab.cli.options import run_and_write
-    from ttrlab.kinds.classification.experiment import CLASSIFICATION
+    from ttrlab.kinds.classification.experiment import experiment_for
     from ttrlab.methods import METHODS
 
     config = config_from_args(args)
     if args.save_adapter and METHODS.get(config.method).is_full:
         raise UserError(f"--save-adapter needs --method lora (an adapter method), got method {config.method!r}")
-    result = run_and_write(CLASSIFICATION, config, args, f"{config.method} {config.attack}", adapter_dir=args.save_adapter)
+    result = run_and_write(experiment_for(config), config, args, f"{config.method} {config.attack}", adapter_dir=args.save_adapter)
     print_json({"metrics": result["metrics"], "poison": result["poison"], "train": result["train"],
                 "runtime": result["runtime"]})
     return 0

@@ -16,6 +16,7 @@ adding or changing one draw never shifts another.
 | generative_poison| its poisoned BackdoorLLM records                        | [seed, 12]      |
 | defense_holdout  | a defense's held-out clean training examples            | [seed, 21]      |
 | defense          | a defense's own draws (STRIP's perturbations, 2-means)  | [seed, 22]      |
+| clean_subset     | poisoned_base: stage 2's clean subset of the rows stage 1 did not use | [seed, 31] |
 
 Torch draws: the classification head from `seed + 104729` (`models.HEAD_SEED_OFFSET`), LoRA's A
 from `seed + 7919` (`methods.lora.LORA_INIT_SEED_OFFSET`), dropout from `torch.manual_seed(seed)`.
@@ -45,6 +46,7 @@ STREAMS: dict[str, int | None] = {
     "generative_poison": 12,
     "defense_holdout": 21,
     "defense": 22,
+    "clean_subset": 31,
 }
 
 

@@ -5,7 +5,8 @@ It is composed of the sections each part of ttrlab owns (see `ttrlab.core.settin
 device and precision (`runtime.ModelSettings`), the task and its data (`data.settings`), the
 attack (`attacks.AttackSettings`), every method's own knobs (LoRA's in `methods.lora`), the
 optimisation (`training.OptimSettings`), the learning curve (`curves.CurveSettings`), the defense
-(`defenses.DefenseSettings`) and the method and seed (`settings.RunSettings`).
+(`defenses.DefenseSettings`), where the poison enters (`threats.ThreatSettings`) and the method and
+seed (`settings.RunSettings`).
 `RunConfig.from_dict` rejects unknown keys ("did you mean") and wrong types, `validate()` lets
 every section check its values, and `run_key()` is the stable hash by which the results
 database recognises a run it has already done.
@@ -23,11 +24,12 @@ from ttrlab.models.runtime import ModelSettings
 from ttrlab.methods.choice import MethodChoice
 from ttrlab.core.settings import RunSettings
 from ttrlab.training.settings import LR_PRESETS, OptimSettings
+from ttrlab.threats import ThreatSettings
 
 
 @dataclass
 class RunConfig(ModelSettings, ClassificationData, AttackSettings, *method_settings(), OptimSettings, CurveSettings,
-                DefenseSettings, MethodChoice, RunSettings):
+                DefenseSettings, ThreatSettings, MethodChoice, RunSettings):
     """One fine-tuning run of a sequence classifier on a GLUE-style task under an attack."""
 
     KIND = "train"

@@ -68,14 +68,21 @@ class ClassificationExperiment(Experiment):
         from ttrlab.defenses import DEFENSES
         from ttrlab.methods import METHODS
         from ttrlab.models.runtime import Runtime
+        from ttrlab.threats import threat_of
 
         if DEFENSES.get(config.defense).changes_run:  # a defense retrains or screens after training: alone
+            return None
+        if not threat_of(config).trains_fused:  # threats: e.g. poisoned_base loads its own stage-1 weights
             return None
         if (not METHODS.get(config.method).trains_fused or not Runtime.fusing_pays_on(config.device)
                 or config.curve_every):  # a fused group records no learning curve
             return None
         values = config.to_dict()
         return "|".join(f"{name}={values.get(name)!r}" for name in self.FUSION_SHARED)
+
+    def run(self, config, progress=None):
+        # threats: the threat model names the experiment that trains the config (the default: this one)
+        return run_document(experiment_for(config), config, progress=progress)
 
     def run_group(self, configs, progress=None):
         from ttrlab.kinds.fused import run_group
@@ -219,4 +226,12 @@ CLASSIFICATION = ClassificationExperiment()
 def run_experiment(config: RunConfig, progress=None, batch_hook=None, keep_model: bool = False,
                    data: ClassificationDataset | None = None) -> dict[str, Any]:
     """Run one classification run and return its result document (see `run_document`)."""
-    return run_document(CLASSIFICATION, config, progress=progress, batch_hook=batch_hook, keep_model=keep_model, data=data)
+    return run_document(experiment_for(config), config, progress=progress, batch_hook=batch_hook, keep_model=keep_model, data=data)
+
+
+def experiment_for(config: RunConfig) -> ClassificationExperiment:
+    """The experiment that trains `config`: its threat model's (`ttrlab.threats`; the default
+    threat, fine_tune_poison, is CLASSIFICATION)."""
+    from ttrlab.threats import threat_of
+
+    return threat_of(config).experiment()
