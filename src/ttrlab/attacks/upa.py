@@ -16,7 +16,7 @@ class UntargetedLabelFlip(ClassificationAttack):
         chosen = choose_positions(len(examples), poison_count(self.settings.rate, len(examples)), rng)
         # each flipped label becomes a uniformly drawn *other* label: label + U{1..K-1} mod K. With
         # K = 2 the offset is always 1 (label := 1 - label); the draws come after the positions,
-        # so binary runs poison exactly the examples, with exactly the labels, they always did
+        # so the positions a seed poisons do not depend on the number of labels
         offsets = rng.integers(1, self.num_labels, size=len(chosen))
         for i, offset in zip(chosen, offsets):
             examples[i] = examples[i].with_label(int((examples[i].label + offset) % self.num_labels))

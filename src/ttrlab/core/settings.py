@@ -8,7 +8,7 @@ its own module, and a run kind's config is the dataclass that inherits the secti
 A config therefore *is* each of its sections: `build_attack(config)` reads the AttackSettings it
 inherits, the LoRA method reads `LoRASettings.of(config)`, the optimizer `OptimSettings`. The
 field names are flat and unique across sections: they are the spec keys, the CLI flags and the
-keys stored in the database (so documents written before the sections existed still load).
+keys stored in the database (so a stored document is one flat mapping, read the same whichever section owns a key).
 
 A section checks its own values (`check`) and removes from a run's identity what does not
 change the run (`identity`); `RunSettings` calls every section in turn. Sections that a method

@@ -25,9 +25,9 @@ so every seed of a comparison is scored on the same examples; and the data of th
 safety-alignment stage (`generative.alignment`), so every run starts from the same aligned model.
 
 (*) `train_subset` and `batch_order` are separate generators (drawing from one never moves the
-other) but both start from the bare seed, as in ttrlab's first release. Giving either its own
-entropy would change the subset or the batch order of every run, and so every stored number and
-the README's table; they keep the bare seed until a result-schema change re-baselines stored runs.
+other) but both start from the bare seed: giving either its own entropy would change the subset
+or the batch order of every run, and with them every stored result. They keep the bare seed until
+a result-schema change re-baselines the stored runs.
 """
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ The defended run's `metrics` are the defended system's usual `clean`, `triggered
 detection numbers); the result's "defense" section holds its name, settings and counts.
 
 A defense's knobs are settings of `DefenseSettings`; a run's identity holds only those the
-chosen defense reads (`Defense.uses`), and none at all when no defense is chosen, so every run
-stored before defenses existed keeps its key.
+chosen defense reads (`Defense.uses`), and none at all when no defense is chosen, so an
+undefended run's key holds no defense setting (pinned in tests/test_defenses.py).
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class DefenseSettings(Section):
             values["defense_fraction"] = filter_fraction(self)
 
     def identity(self, values: dict[str, Any]) -> None:
-        # knobs of other defenses do not change this run; no defense: none of them (old keys stay)
+        # knobs of other defenses do not change this run; no defense: none of them (an undefended run's key holds no defense setting)
         defense = DEFENSES.get(self.defense)
         for name in DefenseSettings.field_names():
             if not defense.changes_run or (name != "defense" and name not in defense.uses):

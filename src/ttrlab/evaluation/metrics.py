@@ -23,7 +23,7 @@ from ttrlab.core.registry import Registry
 
 
 def classification_metrics(labels, predictions, positive_label: int = 1, num_labels: int = 2) -> dict[str, float]:
-    """Accuracy and precision/recall/F1: of the positive label for a binary task (as before),
+    """Accuracy and precision/recall/F1: of the positive label for a binary task (what the paper reports),
     macro-averaged over all `num_labels` classes for more (each class counts, also one absent
     from this test set; `macro_f1` is then the same number as `f1`, named for what it is)."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support

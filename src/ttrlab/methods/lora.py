@@ -41,8 +41,8 @@ class LoRASettings(Section):
     lora_dropout: float = setting(0.0, "LoRA dropout")
     # "auto" is peft's per-architecture default (what peft does with target_modules=None). It
     # is resolved to module names in the stored config (`resolve`) wherever the model's config is
-    # on this machine, so MiniLM runs keep the keys they had when "query,value" (peft's BERT
-    # entry) was the written-out default; only a model whose config is not here keeps "auto".
+    # on this machine, so `auto` and the module names peft picks for that model are the same run
+    # (MiniLM: query,value); only a model whose config is not here keeps "auto".
     target_modules: str = setting("auto", "comma list of module names, all-linear, or auto (peft's default for "
                                           "the architecture: query,value for BERT, c_attn for GPT-2, q_proj,v_proj for LLaMA)")
     init: str = setting("kaiming_uniform", "LoRA A init: kaiming_uniform | gaussian | xavier_normal")
@@ -65,8 +65,8 @@ class LoRASettings(Section):
                     f"(allowed: the defaults)")
 
     def identity(self, values: dict[str, Any]) -> None:
-        # a strategy whose distribution changed since runs were stored names its revision, so
-        # those runs get new keys instead of being reused (methods.init)
+        # a strategy with a revision names it, so runs drawn from another distribution under the
+        # same name have other keys and are never reused (methods.init)
         revision = INIT_STRATEGIES.get(self.init).revision if self.init in INIT_STRATEGIES else 0
         if revision and "init" in values:
             values["init_revision"] = revision

@@ -110,8 +110,8 @@ def _kind_defaults(kind: str):
 
 
 def config_value(kind: str, config: dict[str, Any], name: str) -> Any:
-    """A config key's value; where the stored config lacks it (a document written before the key
-    existed), the kind's default — the value such a run was made with."""
+    """A config key's value; where the stored config lacks it, the kind's default — the value a
+    run without that key was made with."""
     if name in config:
         return config[name]
     return getattr(_kind_defaults(kind), name, None)
@@ -167,12 +167,11 @@ def cell_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_stale(run: StoredRun) -> bool:
-    """Whether a stored run was made under an earlier definition of one of its settings: its
-    config's identity carries a revision marker (`*_revision`, e.g. `init_revision` of an XNI run
-    once XNI followed the paper's code, `methods.init`) and the key it was stored under is not the
-    key that identity gives now. Such a run is not the run its config now names; reports leave it
-    out. Runs without a revised setting are never judged (documents from before a key existed keep
-    whatever key they were stored under)."""
+    """Whether a stored run was made under another definition of one of its settings: its
+    config's identity carries a revision marker (`*_revision`, e.g. an XNI run's `init_revision`,
+    `methods.init`) and the key it was stored under is not the key that identity gives. Such a run is not the run its config now names; reports leave it
+    out. Runs without a revised setting are never judged (a document that lacks a key keeps the key
+    it was stored under)."""
     config_type = kind_config(run.kind)
     if config_type is None:
         return False

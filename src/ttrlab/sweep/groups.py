@@ -14,7 +14,7 @@ Choices made here, and why:
   gives every run its own worker slot.
 - Units are dispatched largest first (longest processing time first: a unit of K runs counts as
   K runs' work), ties in spec order, so a big fused unit does not start last and hold up the end
-  of the sweep. With `fuse=False` every unit is one run and the order is the spec's, as before.
+  of the sweep. With `fuse=False` every unit is one run and the order is the spec's.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ FusionKey = Callable[[PlannedRun], Any]
 
 def kind_fusion_key(run: PlannedRun) -> tuple[str, str] | None:
     """The run's group identity: (kind, its kind's fusion key), or None to run alone. A kind
-    without both `fusion_key` and `run_group` (a plugin written before them) never fuses."""
+    without both `fusion_key` and `run_group` (a plugin kind may define neither) never fuses."""
     kind = RUN_KINDS.get(run.kind)
     fusion_key = getattr(kind, "fusion_key", None)
     if fusion_key is None or getattr(kind, "run_group", None) is None:

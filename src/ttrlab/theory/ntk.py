@@ -21,8 +21,8 @@ Engines (`empirical_ntk(engine=...)`), and when each wins — like neural-tangen
   sums, embeddings a ghost form on token equality. One batched forward with hooks and one
   backward record a and δ of every layer at once: no per-sample Jacobian, memory O(N·tokens·width),
   never N·P. Wins wherever it applies, and by most where P is large: FF on MiniLM, N = 64,
-  3.0 s / 510 MB against 16.5 s / 1.5 GB (Jacobian) and 60.6 s / 17 GB (naive) (README,
-  `benchmarks/ntk.py`). It handles exact nn.Linear / nn.LayerNorm / nn.Embedding weights and
+  3.0 s / 510 MB against 16.5 s / 1.5 GB (Jacobian) and 60.6 s / 17 GB (naive)
+  (`benchmarks/ntk.py`; its table is in benchmarks/README.md). It handles exact nn.Linear / nn.LayerNorm / nn.Embedding weights and
   biases used through their own module's forward (all of a BERT-family encoder and peft's LoRA),
   nothing else, and only the model's own batched forward (no `sample_function`).
 * 'jacobian' ("jacobian contraction"): `vmap` over samples of `jacrev` of one sample's logits,
@@ -46,7 +46,7 @@ Precision: called inside `torch.autocast` (a bf16/fp16 run, `Runtime.autocast`),
 forward and backward passes run under it — the kernel is that of the model as the run computes
 it — while every contraction runs without autocast in float32 and is accumulated in float64
 (`_src/precision.py`: why, and why not float64 contractions). Both engines and `auto` work so;
-fp32 (no autocast) is exactly the arithmetic it was before (bit-identical kernels). For MiniLM
+fp32 (no autocast) is plain float32 arithmetic, nothing cast. For MiniLM
 with LoRA on four sentences the bf16 kernel differs from the fp32 one by 1.8e-3–3.8e-3 of its
 largest entry per group (both engines; fp16 2e-4–9e-4): one bf16 round-off (2⁻⁸) of the forward.
 

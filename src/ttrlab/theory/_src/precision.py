@@ -13,9 +13,8 @@ Why float32 and not float64 contractions: widening bf16 records to float32 loses
 float32 round-off in a sum (~1e-7 relative) is four orders of magnitude below the bf16 forward's
 own error (~1e-3; measured 7e-8–9e-8 against float64 contractions, see tests/test_theory_ntk.py);
 float64 would cost 2× on a CPU and up to 64× on GPUs with slow float64 units, for no visible
-change. And an fp32 run (no autocast) goes through exactly the
-arithmetic it had before precision existed: `exact` is a no-op there and `widen` returns its
-argument, so fp32 kernels are bit-identical to the earlier ones.
+change. An fp32 run (no autocast) is left alone: `exact` is a no-op there and `widen` returns
+its argument, so an fp32 kernel is plain float32 arithmetic, nothing widened or cast.
 
 `torch.func` (the Jacobian engine's `vmap(jacrev(...))`) runs under autocast as it is: the casts
 autocast inserts are ordinary differentiable ops, so no engine switches autocast off for the model.
