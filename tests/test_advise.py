@@ -247,3 +247,20 @@ def test_calibrate_command_recovers_a_planted_relation_from_a_database(tmp_path)
     assert models["grad_alignment"]["within"]["sst2 bpa 0.01"]["rho"] > 0.9
     assert models["poison_loss"]["rho"] < 0.9
     assert models["rate"]["within"]["sst2 bpa 0.01"]["rho"] is None  # constant within the set
+
+
+def test_the_published_calibration_table_is_what_the_stored_probes_give(tmp_path, capsys):
+    """docs/advise/calibration_paper_cpu.md (quoted in docs/advise.md) is regenerated from the
+    published database and the stored probes, so no number in it is typed by hand."""
+    import shutil
+
+    from ttrlab.cli import main
+
+    copy = tmp_path / "paper_cpu.sqlite"  # opening a store may write (WAL); never touch the published file
+    shutil.copyfile(REPO / "docs" / "results" / "paper_cpu.sqlite", copy)
+    assert main(["advise", "--calibrate", "--db", str(copy), "--probes",
+                 str(REPO / "docs" / "advise" / "probes_paper_cpu.jsonl"), "--cached-only"]) == 0
+    printed = capsys.readouterr().out
+    published = (REPO / "docs" / "advise" / "calibration_paper_cpu.md").read_text(encoding="utf-8")
+    table = [line for line in published.splitlines() if line.startswith("|")]
+    assert table and all(line in printed.splitlines() for line in table)
