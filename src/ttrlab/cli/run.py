@@ -59,8 +59,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def main_job_spec(data_dir: str | None = None, **base: str) -> dict:
-    """The main job's sweep spec (shipped in the package, also at specs/cpu/main.yaml), with
-    `data_dir` and any other base settings given (device, precision) filled in."""
+    """The main job's sweep spec (`ttrlab/specs/main.yaml`, shipped in the package; specs/cpu/main.yaml
+    is a link to it, not a copy), with `data_dir` and any other base settings given (device,
+    precision) filled in."""
     from importlib import resources
 
     import yaml

@@ -65,9 +65,9 @@ class GenerativeExperiment(Experiment):
     def evaluate(self, config, prepared, tokenizer, data, mixture, runtime):
         from ttrlab.kinds.generative.evaluate import generate, response_perplexity, rouge_l
         from ttrlab.kinds.generative.judge import share
-        from ttrlab.kinds.generative.tasks import TASKS
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
-        judge, model, prompts = TASKS.get(config.task).judge(config), prepared.model, data.prompts
+        judge, model, prompts = GENERATIVE_TASKS.get(config.task).judge(config), prepared.model, data.prompts
 
         def answer(pairs: list[tuple[str, str]]) -> list[str]:
             return generate(model, tokenizer, pairs, config.max_new_tokens, config.eval_batch_size, runtime)
@@ -151,10 +151,10 @@ class GenerativeCheckpoints(Checkpoints):
 
     def __init__(self, config: GenConfig, tokenizer, data: InstructionDataset, mixture, runtime):
         super().__init__(config, set(mixture.poison_positions()))
-        from ttrlab.kinds.generative.tasks import TASKS
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
         self.config, self.tokenizer, self.runtime = config, tokenizer, runtime
-        self.judge = TASKS.get(config.task).judge(config)
+        self.judge = GENERATIVE_TASKS.get(config.task).judge(config)
         self.triggered = data.prompts.triggered[: config.curve_size]
         self.untriggered = data.prompts.untriggered[: config.curve_size]
         self.utility = data.utility[: config.curve_size]
