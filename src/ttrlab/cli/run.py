@@ -55,6 +55,12 @@ def _train(args: argparse.Namespace) -> int:
     result = run_and_write(CLASSIFICATION, config, args, f"{config.method} {config.attack}", adapter_dir=args.save_adapter)
     print_json({"metrics": result["metrics"], "poison": result["poison"], "train": result["train"],
                 "runtime": result["runtime"]})
+    if result["train"] is not None and result["train"].get("learned") is False:
+        from ttrlab.core.errors import warning
+        from ttrlab.data import get_task
+        from ttrlab.training.fit import not_learned_message
+
+        warning(not_learned_message(result["train"]["final_loss"], get_task(config.task).num_labels, config))
     return 0
 
 
@@ -97,6 +103,10 @@ def _run(args: argparse.Namespace) -> int:
         folder = user_path(args.db, "--db").parent
         with path_errors("database folder", folder):
             folder.mkdir(parents=True, exist_ok=True)
+    from ttrlab.cli.plan import local_workers, plan_line
+    from ttrlab.sweep.runner import plan
+
+    print(plan_line(spec, plan(spec, args.db), args.db, local_workers(spec, args.executor, args.workers)), flush=True)
     started = time.perf_counter()
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
                         fuse=fuse)
@@ -123,4 +133,10 @@ def _run(args: argparse.Namespace) -> int:
         f"{summary['ran']} runs now ({summary['already_finished']} already in {summary['db']}, {summary['failed']} failed) "
         f"in {wall / 60:.1f} min; report: {index}"
     )
+    unlearned = sum((r["result"].get("train") or {}).get("learned") is False for r in runs if r["run_key"] in keys)
+    if unlearned:
+        from ttrlab.core.errors import warning
+        from ttrlab.training.fit import not_learned_summary
+
+        warning(not_learned_summary(unlearned, len(keys)))
     return 0 if summary["failed"] == 0 and not summary["interrupted"] else 1

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from ttrlab.core.result import RunResult, versions
 from ttrlab.models.runtime import Runtime
+from ttrlab.training.fit import learned
 
 
 @dataclass
@@ -116,6 +117,11 @@ class Experiment:
         """The `curves.Checkpoints` that record this run's learning curve (None: no curve)."""
         return None
 
+    def classes(self, state: RunState) -> int | None:
+        """How many classes the model predicts, for the training-fit rule (`training.fit`);
+        None: the kind is not a classifier (no rule)."""
+        return None
+
     def data_summary(self, state: RunState) -> dict[str, Any]:
         """The result's "data" section."""
         raise NotImplementedError
@@ -183,11 +189,17 @@ def train(experiment: Experiment, state: RunState, examples=None, *, progress=No
 
 def finish(experiment: Experiment, state: RunState, keep_model: bool = False) -> RunResult:
     """The last step of every run (alone or in a fused group): evaluate the trained model and
-    write the result document."""
+    write the result document. A classifier's training record says whether it learned its task
+    (`train.learned`, `training.fit`): False means its metrics test nothing."""
     started = time.perf_counter()
     evaluation = experiment.evaluate(state)
     eval_seconds = time.perf_counter() - started
-    train = {**state.train, "eval_seconds": round(eval_seconds, 3)} if state.train is not None else None
+    train = None
+    if state.train is not None:
+        train = {**state.train, "eval_seconds": round(eval_seconds, 3)}
+        judged = learned(train.get("final_loss"), experiment.classes(state))
+        if judged is not None:  # a classifier that trained: did it fit better than a constant predictor?
+            train["learned"] = judged
     return RunResult(
         kind=experiment.name,
         run_key=state.config.run_key(),

@@ -106,6 +106,9 @@ class ClassificationExperiment(Experiment):
         examples = state.poisoned.split.examples if examples is None else examples
         return classification_training_set(state.tokenizer, list(examples), state.config.max_length)
 
+    def classes(self, state):
+        return state.data.task.num_labels
+
     def evaluate(self, state):
         """The trained model's metrics; with a defense (`ttrlab.defenses`), the defended system's,
         plus the undefended ones under metrics["defense"] and a "defense" section."""
