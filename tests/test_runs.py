@@ -340,6 +340,7 @@ SHIPPED_RUN_KEYS = {
     "specs/cpu/theory_fig3.yaml": ("0ceff5fdbaf81376", 288),
     "specs/cpu/theory_main.yaml": ("ba13b6c08c0f737b", 16),
     "specs/cpu/theory_rank_variance.yaml": ("74e512b88b40df77", 36),
+    "specs/cpu/tour.yaml": ("44ee94348d371359", 4),
     "specs/paper/fig1_fig6_upa.yaml": ("868070a7a857bf37", 540),
     "specs/paper/fig2_fig7_fig8_bpa.yaml": ("5969c22d051a15bc", 540),
     "specs/paper/fig4_fig9_fig10_rank.yaml": ("1f2045dd936e5a71", 540),
