@@ -104,12 +104,13 @@ def _run(args: argparse.Namespace) -> int:
         with path_errors("database folder", folder):
             folder.mkdir(parents=True, exist_ok=True)
     from ttrlab.cli.plan import local_workers, plan_line
-    from ttrlab.sweep.runner import plan
 
-    print(plan_line(spec, plan(spec, args.db), args.db, local_workers(spec, args.executor, args.workers)), flush=True)
+    def announce(planned):  # what this job will do and for how long, before its first run
+        print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers)), flush=True)
+
     started = time.perf_counter()
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
-                        fuse=fuse)
+                        fuse=fuse, announce=announce)
     wall = time.perf_counter() - started
     index = build_report(args.db, args.out)
 

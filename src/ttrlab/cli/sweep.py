@@ -88,20 +88,20 @@ def _sweep(args: argparse.Namespace) -> int:
     from ttrlab.cli.plan import local_workers, plan_line
     from ttrlab.sweep.store import DEFAULT_LEASE_SECONDS
 
-    # what this job will do and for how long, before its first run (or a check) can take minutes
-    planned = plan(spec, args.db, args.retry_failed)
-    print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers), args.retry_failed),
-          flush=True)
+    def announce(planned):  # what this job will do and for how long, before its first run can take minutes
+        print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers), args.retry_failed),
+              flush=True)
+
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
                         retry_failed=args.retry_failed, ray_address=args.ray_address, fuse=fuse,
-                        lease=DEFAULT_LEASE_SECONDS if args.lease is None else args.lease)
+                        lease=DEFAULT_LEASE_SECONDS if args.lease is None else args.lease, announce=announce)
     print(f"sweep {summary['sweep']!r}: {summary['planned']} runs planned, {summary['already_finished']} already "
           f"finished, {summary['ran']} ran ({summary['finished']} finished, {summary['failed']} failed), "
           f"{summary['skipped_failed']} failed earlier and skipped"
           f"{_shared(summary)}; {summary['seconds']:.0f} s; db {summary['db']}")
     for label, message in summary["failures"]:
         print(f"  failed: {label}: {message}", file=sys.stderr)
-    keys = [run.run_key for run in planned["expansion"].runs]
+    keys = [run.run_key for run in spec.expand().runs]
     unlearned = _not_learned(args.db, spec.kind, keys) if summary["finished"] + summary["already_finished"] else 0
     if unlearned:
         from ttrlab.core.errors import warning
@@ -126,7 +126,8 @@ def _not_learned(db, kind: str, run_keys: list[str]) -> int:
     from ttrlab.sweep.store import FINISHED, ResultStore, Run
 
     count = 0
-    with ResultStore(db, create=False) as store, store.session() as s:
+    # opened as the sweep opened it (a read-only SQLite reader closing last would leave -wal/-shm files)
+    with ResultStore(db) as store, store.session() as s:
         for first in range(0, len(run_keys), 500):
             rows = s.execute(select(cast(Run.result, Text)).where(Run.kind == kind, Run.status == FINISHED,
                                                                   Run.run_key.in_(run_keys[first:first + 500])))
