@@ -90,6 +90,7 @@ def measure(method: str, precision: str, seq_len, args) -> dict:
 def measure_fused(k: int, precision: str, seq_len, args) -> dict:
     """K LoRA runs (seeds 0..K-1) as one fused group: steps/s of the group, tokens/s of all K."""
     from ttrlab.kinds.fused.group import FusedRun, fused_model, optimize_group
+    from ttrlab.kinds.pipeline import RunState
 
     runtime = Runtime.resolve(args.device, precision)
     configs = [RunConfig(method="lora", rank=8, alpha=16, lr=1e-5, batch_size=args.batch_size, seed=seed,
@@ -97,12 +98,12 @@ def measure_fused(k: int, precision: str, seq_len, args) -> dict:
     model, adapters = fused_model(_bert(args), configs, runtime)
     trainings = [random_training_set(args.batch_size * 4, seq_len, MODELS[args.model]["vocab_size"], seed)
                  for seed in range(k)]
-    runs = [FusedRun(c, t, a) for c, t, a in zip(configs, trainings, adapters)]
+    runs = [FusedRun(RunState(c, runtime, None, None), t, a) for c, t, a in zip(configs, trainings, adapters)]
     if runtime.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     optimize_group(model, runs, runtime)  # warm-up
     for run in runs:
-        run.config = run.config.replace(max_steps=args.steps)
+        run.state.config = run.config.replace(max_steps=args.steps)
     _sync(runtime)
     started = time.perf_counter()
     stats = optimize_group(model, runs, runtime)

@@ -37,7 +37,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from ttrlab import RunConfig, training  # noqa: E402
+from ttrlab import RunConfig  # noqa: E402
+from ttrlab.training import loop as training  # noqa: E402
 from ttrlab.kinds.classification.experiment import load_run_data  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
 from ttrlab.models.loading import load_classifier  # noqa: E402
@@ -75,7 +76,8 @@ def train_once(config: RunConfig, examples, steps: int, before: bool) -> dict:
             parameters, lr=settings.learning_rate(), weight_decay=settings.weight_decay)
         Runtime.prepare_for_training = lambda self: None
     try:
-        stats = training.optimize(prepared, data, config.replace(max_steps=steps), config.seed)
+        stats = training.optimize(prepared, data, config.replace(max_steps=steps), config.seed,
+                                  Runtime.resolve("cpu", config.precision))  # a CPU benchmark
     finally:
         training.adamw, Runtime.prepare_for_training = saved
     return {"seconds": stats.seconds, "real": stats.tokens, "padded": stats.padded_tokens, "weights": weights,

@@ -34,6 +34,7 @@ from ttrlab import RunConfig  # noqa: E402
 from ttrlab.kinds.classification.experiment import load_run_data  # noqa: E402
 from ttrlab.methods import METHODS  # noqa: E402
 from ttrlab.models.loading import load_classifier  # noqa: E402
+from ttrlab.models.runtime import Runtime  # noqa: E402
 from ttrlab.training.loop import classification_training_set, encode, optimize  # noqa: E402
 
 hf_logging.set_verbosity_error()
@@ -94,7 +95,8 @@ def run_trainer(config, examples, pad_to_max: bool, steps: int, max_length: int)
 def run_ttrlab(config, examples, bucketing: bool, steps: int, max_length: int):
     tokenizer, model = fresh_lora(config)
     training = classification_training_set(tokenizer, examples, max_length)
-    stats = optimize(model, training, config.replace(max_steps=steps, length_bucketing=bucketing), config.seed)
+    stats = optimize(model, training, config.replace(max_steps=steps, length_bucketing=bucketing), config.seed,
+                     Runtime.resolve("cpu", config.precision))  # a CPU benchmark
     return stats.seconds, stats.tokens, stats.padded_tokens, non_embedding_parameters(model)
 
 

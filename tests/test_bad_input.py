@@ -35,7 +35,7 @@ def _never_train(monkeypatch):
     import ttrlab.training.loop
 
     monkeypatch.setattr(ttrlab.training.loop, "optimize", _stop)
-    monkeypatch.setattr(ttrlab.kinds.pipeline, "evaluate_and_record", _stop)
+    monkeypatch.setattr(ttrlab.kinds.pipeline, "finish", _stop)
 
 
 def write_glue(root: Path, train_rows: int = 40, dev_rows: int = 20) -> Path:

@@ -115,23 +115,16 @@ VICTIM = dict(task="sst2", model="minilm", method="ff", lr_preset="cpu", lr=2e-4
 
 @pytest.fixture(scope="module")
 def victim(glue_dir):
-    """The victim of every defense test: trained once, the way `pipeline.run` trains it."""
+    """The victim of every defense test: trained once, by the pipeline's own steps."""
     from ttrlab.defenses.victim import Victim
     from ttrlab.kinds.classification.experiment import CLASSIFICATION
-    from ttrlab.methods import METHODS
-    from ttrlab.models.runtime import Runtime
-    from ttrlab.training.loop import optimize
+    from ttrlab.kinds.pipeline import start, train
 
     config = RunConfig(**VICTIM, data_dir=str(glue_dir)).validate()
-    runtime = Runtime.resolve("cpu")
-    data = CLASSIFICATION.load_data(config)
-    poisoned = CLASSIFICATION.poison(config, data)
-    tokenizer, model = CLASSIFICATION.load_model(config, data)
-    prepared = METHODS.get(config.method).prepare(model, config)
-    optimize(prepared.model, CLASSIFICATION.training_set(config, data, poisoned, tokenizer), config, config.seed, runtime)
-    before = CLASSIFICATION.score(config, prepared.model, tokenizer, data, poisoned, runtime)
+    state = train(CLASSIFICATION, start(CLASSIFICATION, config.replace(device="cpu")))
+    before = CLASSIFICATION.score(state, state.model)
     assert before["asr"] > 0.8, before  # a backdoor to defend against
-    return Victim(CLASSIFICATION, config, tokenizer, data, poisoned, runtime, prepared, before, 1)
+    return Victim(CLASSIFICATION, state, before, 1)
 
 
 # AUROC of the planted poison (25 of 200) measured on this victim: spectral 0.925, activation
@@ -171,7 +164,7 @@ def test_onion_removes_an_inserted_rare_word_with_smollm2():
     pytest.importorskip("gguf")
     from ttrlab.defenses.onion import OnionCleaner
 
-    cleaner = OnionCleaner("smollm2", threshold=0.0, batch_size=16)
+    cleaner = OnionCleaner("smollm2", threshold=0.0, batch_size=16, device="cpu")
     sentence = "the acting is superb and the story moves me cf every single time"
     removed = dict(zip(sentence.split(), cleaner.clean([sentence])[0]))
     assert removed["cf"]

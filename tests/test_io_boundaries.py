@@ -48,7 +48,7 @@ def _never_train(monkeypatch):
     import ttrlab.training.loop
 
     monkeypatch.setattr(ttrlab.training.loop, "optimize", _stop)
-    monkeypatch.setattr(ttrlab.kinds.pipeline, "evaluate_and_record", _stop)
+    monkeypatch.setattr(ttrlab.kinds.pipeline, "finish", _stop)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:

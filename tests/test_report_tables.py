@@ -84,11 +84,11 @@ def test_paper_rows_name_registered_attacks_of_the_right_task_type():
 
 
 def test_table_3_rows_are_the_jailbreak_task_and_match_on_it():
-    from ttrlab.kinds.generative.tasks import TASKS
+    from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
     from ttrlab.report.aggregate import Cell
 
     rows = paper_numbers()["table_3"]["rows"]
-    assert {r["task"] for r in rows} == {"jailbreak"} and all(r["task"] in TASKS for r in rows)
+    assert {r["task"] for r in rows} == {"jailbreak"} and all(r["task"] in GENERATIVE_TASKS for r in rows)
 
     def cell(config):
         return Cell("generative", "x", config)

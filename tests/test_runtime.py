@@ -25,14 +25,14 @@ def test_fp32_has_no_autocast_and_the_others_do():
     with Runtime.resolve("cpu", "bf16").autocast():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     assert Runtime.resolve("cpu", "fp16").grad_scaler() is not None  # fp16 scales the loss
-    assert Runtime.resolve("auto").device.type == ("cuda" if not NO_GPU else "cpu")
+    assert Runtime.resolve("auto", "fp32").device.type == ("cuda" if not NO_GPU else "cpu")
 
 
 @pytest.mark.skipif(not NO_GPU, reason="torch sees a CUDA GPU here")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:3"])
 def test_a_missing_gpu_is_a_user_error(device):
     with pytest.raises(UserError, match=rf"device '{device}' asked for, but torch .* sees no CUDA GPU"):
-        Runtime.resolve(device)
+        Runtime.resolve(device, "fp32")
 
 
 @pytest.mark.skipif(not NO_GPU, reason="torch sees a CUDA GPU here")

@@ -133,7 +133,7 @@ def test_stage_one_is_built_once_and_every_stage_two_starts_from_its_weights(glu
     start = run_experiment(config.replace(max_steps=0))
     assert start["metrics"]["asr"] == start["metrics"]["threat"]["base_asr"]
     assert start["metrics"]["clean"]["accuracy"] == start["metrics"]["threat"]["base_clean_accuracy"]
-    stored = base_model.stored_base(config, Runtime.resolve("cpu"))
+    stored = base_model.stored_base(config, Runtime.resolve("cpu", "fp32"))
     weights = load_file(stored.weights)
     lora = run_experiment(config.replace(method="lora"))
     assert len(counted_builds) == 1  # the FF and the LoRA run share one stage 1
@@ -141,8 +141,9 @@ def test_stage_one_is_built_once_and_every_stage_two_starts_from_its_weights(glu
     assert all(torch.equal(weights[name], tensor) for name, tensor in load_file(stored.weights).items())
 
     # loaded into a fresh classifier, the weights are the stored ones, head included
-    data = POISONED_BASE.load_data(config)
-    _, model = POISONED_BASE.load_model(config, data)
+    from ttrlab.kinds.pipeline import start
+
+    _, model = POISONED_BASE.load_model(start(POISONED_BASE, config))
     state = _state(model)
     assert set(weights) <= set(state) and all(torch.equal(state[name], weights[name]) for name in weights)
     head = [n for n in weights if n.startswith("classifier")]
@@ -150,7 +151,7 @@ def test_stage_one_is_built_once_and_every_stage_two_starts_from_its_weights(glu
 
     # the stage is a pure function of the config: built again elsewhere, the same weights
     monkeypatch.setenv(base_model.CACHE_ENV, str(tmp_path / "other"))
-    again = load_file(base_model.stored_base(config, Runtime.resolve("cpu")).weights)
+    again = load_file(base_model.stored_base(config, Runtime.resolve("cpu", "fp32")).weights)
     assert len(counted_builds) == 2 and set(again) == set(weights)
     assert all(torch.equal(again[name], weights[name]) for name in weights)
 

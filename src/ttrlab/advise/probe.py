@@ -71,6 +71,7 @@ def probe(values: dict[str, Any], settings: ProbeSettings = ProbeSettings(), dat
     holds them): theory metrics, baseline values, seconds."""
     import torch
 
+    from ttrlab.kinds.pipeline import RunState, load_model
     from ttrlab.kinds.theory.experiment import THEORY, draw_samples, evaluate_theory
     from ttrlab.methods import METHODS
     from ttrlab.models.runtime import Runtime
@@ -81,11 +82,11 @@ def probe(values: dict[str, Any], settings: ProbeSettings = ProbeSettings(), dat
     data = (data or DataCache()).get(config)
     started = time.perf_counter()
     samples = draw_samples(config, data.train)
-    tokenizer, model = THEORY.load_model(config, data)
-    config.check_model_fit(model.config)
-    prepared = METHODS.get(config.method).prepare(model, config)
-    runtime = Runtime.resolve("cpu", "fp32")
-    theory = evaluate_theory(config, prepared, tokenizer, samples, runtime).metrics
+    state = RunState(config, Runtime.resolve("cpu", "fp32"), data, samples)
+    model = load_model(THEORY, state)  # checked against the config; the tokenizer goes into state
+    tokenizer = state.tokenizer
+    state.prepared = prepared = METHODS.get(config.method).prepare(model, config)
+    theory = evaluate_theory(state).metrics
     theory_seconds = time.perf_counter() - started
 
     model = prepared.model

@@ -89,10 +89,10 @@ def _threats(args: argparse.Namespace) -> int:
 
 def _gen_tasks(args: argparse.Namespace) -> int:
     from ttrlab.kinds.generative.config import GenConfig
-    from ttrlab.kinds.generative.tasks import TASKS
+    from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
-    for name in TASKS.registered():
-        task = TASKS.get(name)
+    for name in GENERATIVE_TASKS.registered():
+        task = GENERATIVE_TASKS.get(name)
         print(f"{name:13s} {task.summary}; judge: {task.judge(GenConfig(task=name)).name}")
     return 0
 

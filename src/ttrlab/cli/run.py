@@ -55,12 +55,19 @@ def _train(args: argparse.Namespace) -> int:
     result = run_and_write(experiment_for(config), config, args, f"{config.method} {config.attack}", adapter_dir=args.save_adapter)
     print_json({"metrics": result["metrics"], "poison": result["poison"], "train": result["train"],
                 "runtime": result["runtime"]})
+    if result["train"] is not None and result["train"].get("learned") is False:
+        from ttrlab.core.errors import warning
+        from ttrlab.data import get_task
+        from ttrlab.training.fit import not_learned_message
+
+        warning(not_learned_message(result["train"]["final_loss"], get_task(config.task).num_labels, config))
     return 0
 
 
 def main_job_spec(data_dir: str | None = None, **base: str) -> dict:
-    """The main job's sweep spec (shipped in the package, also at specs/cpu/main.yaml), with
-    `data_dir` and any other base settings given (device, precision) filled in."""
+    """The main job's sweep spec (`ttrlab/specs/main.yaml`, shipped in the package; specs/cpu/main.yaml
+    is a link to it, not a copy), with `data_dir` and any other base settings given (device,
+    precision) filled in."""
     from importlib import resources
 
     import yaml
@@ -96,9 +103,14 @@ def _run(args: argparse.Namespace) -> int:
         folder = user_path(args.db, "--db").parent
         with path_errors("database folder", folder):
             folder.mkdir(parents=True, exist_ok=True)
+    from ttrlab.cli.plan import local_workers, plan_line
+
+    def announce(planned):  # what this job will do and for how long, before its first run
+        print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers)), flush=True)
+
     started = time.perf_counter()
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
-                        fuse=fuse)
+                        fuse=fuse, announce=announce)
     wall = time.perf_counter() - started
     index = build_report(args.db, args.out)
 
@@ -122,4 +134,10 @@ def _run(args: argparse.Namespace) -> int:
         f"{summary['ran']} runs now ({summary['already_finished']} already in {summary['db']}, {summary['failed']} failed) "
         f"in {wall / 60:.1f} min; report: {index}"
     )
+    unlearned = sum((r["result"].get("train") or {}).get("learned") is False for r in runs if r["run_key"] in keys)
+    if unlearned:
+        from ttrlab.core.errors import warning
+        from ttrlab.training.fit import not_learned_summary
+
+        warning(not_learned_summary(unlearned, len(keys)))
     return 0 if summary["failed"] == 0 and not summary["interrupted"] else 1

@@ -85,22 +85,59 @@ def _sweep(args: argparse.Namespace) -> int:
             for run in unit:
                 print(f"{'    ' if len(unit) > 1 else '  '}{run.run_key}  [{run.grid}] {run.label()}")
         return 0
+    from ttrlab.cli.plan import local_workers, plan_line
     from ttrlab.sweep.store import DEFAULT_LEASE_SECONDS
+
+    def announce(planned):  # what this job will do and for how long, before its first run can take minutes
+        print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers), args.retry_failed),
+              flush=True)
 
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
                         retry_failed=args.retry_failed, ray_address=args.ray_address, fuse=fuse,
-                        lease=DEFAULT_LEASE_SECONDS if args.lease is None else args.lease)
+                        lease=DEFAULT_LEASE_SECONDS if args.lease is None else args.lease, announce=announce)
     print(f"sweep {summary['sweep']!r}: {summary['planned']} runs planned, {summary['already_finished']} already "
           f"finished, {summary['ran']} ran ({summary['finished']} finished, {summary['failed']} failed), "
           f"{summary['skipped_failed']} failed earlier and skipped"
           f"{_shared(summary)}; {summary['seconds']:.0f} s; db {summary['db']}")
     for label, message in summary["failures"]:
         print(f"  failed: {label}: {message}", file=sys.stderr)
+    keys = [run.run_key for run in spec.expand().runs]
+    unlearned = _not_learned(args.db, spec.kind, keys) if summary["finished"] + summary["already_finished"] else 0
+    if unlearned:
+        from ttrlab.core.errors import warning
+        from ttrlab.training.fit import not_learned_summary
+
+        warning(not_learned_summary(unlearned, len(keys)))
     if summary["interrupted"]:
         print(f"ttrlab: interrupted ({summary['interrupted']}); finished runs are stored, re-run the same command "
               "to resume", file=sys.stderr)
         return 128 + {"SIGTERM": 15, "SIGHUP": 1}.get(summary["interrupted"], 2)  # the shell's code for each
     return 1 if summary["failed"] else 0
+
+
+def _not_learned(db, kind: str, run_keys: list[str]) -> int:
+    """How many of these finished runs did not learn their task (`train.learned` false in the
+    stored result, `ttrlab.training.fit`): what a job says after its runs, as `ttrlab train` does.
+    Reads only these runs' documents, a batch of keys at a time."""
+    import json
+
+    from sqlalchemy import Text, cast, select
+
+    from ttrlab.sweep.store import FINISHED, ResultStore, Run
+
+    count = 0
+    # opened as the sweep opened it (a read-only SQLite reader closing last would leave -wal/-shm files)
+    with ResultStore(db) as store, store.session() as s:
+        for first in range(0, len(run_keys), 500):
+            rows = s.execute(select(cast(Run.result, Text)).where(Run.kind == kind, Run.status == FINISHED,
+                                                                  Run.run_key.in_(run_keys[first:first + 500])))
+            for (result,) in rows:
+                try:
+                    train = (json.loads(result) or {}).get("train")
+                except (TypeError, ValueError, AttributeError):
+                    continue  # a damaged row: the report notes it, this count leaves it out
+                count += isinstance(train, dict) and train.get("learned") is False
+    return count
 
 
 def _until_decided(args: argparse.Namespace, spec, fuse: bool) -> int:

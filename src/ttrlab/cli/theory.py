@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ttrlab.core.errors import UserError
 from ttrlab.cli import command_parser
+from ttrlab.methods.init import KAIMING_DEFAULT_K
 
 
 
@@ -117,7 +118,7 @@ def register(subparsers) -> None:
     compare = commands.add_parser("compare", help="FF vs LoRA at several ranks x init scales, with Theorem 3.6 verdicts")
     _add_run_options(compare)
     compare.add_argument("--ranks", type=_ints, default=[8, 64])
-    compare.add_argument("--init-scales", type=_floats, default=[1 / 3, 0.01])
+    compare.add_argument("--init-scales", type=_floats, default=[KAIMING_DEFAULT_K, 0.01])
     compare.add_argument("--n", type=int, default=32)
     compare.add_argument("--max-jacobian-mb", type=int, default=None)
     compare.add_argument("--out-dir", default="results/theory/compare")
@@ -164,7 +165,7 @@ def _spectrum(args: argparse.Namespace) -> int:
     strategies = [s.strip() for s in args.init.split(",")] if args.init else INIT_STRATEGIES.names()
     for s in strategies:
         INIT_STRATEGIES.get(s)
-    scales = args.init_scale if args.init_scale is not None else [1 / 3, 0.99]
+    scales = args.init_scale if args.init_scale is not None else [KAIMING_DEFAULT_K, 0.99]
     for k in scales:
         if not (k > 0 and math.isfinite(k)):
             raise UserError(f"init scale {k} must be a finite number > 0")

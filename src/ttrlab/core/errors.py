@@ -46,6 +46,12 @@ def unknown_name(kind: str, value: str, allowed: Iterable[str]) -> UserError:
     )
 
 
+def warning(message: str) -> None:
+    """Tell the user that what a command produced may not mean what it seems (a model that did
+    not learn its task): one line on stderr; the command still succeeds."""
+    print(f"ttrlab: warning: {message}", file=sys.stderr)
+
+
 def note(message: str) -> None:
     """Tell the user something they should know about a command that still does its work (a
     database read as immutable, a damaged row left out): one line on stderr."""

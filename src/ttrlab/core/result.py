@@ -10,7 +10,8 @@ the database stores (`ResultStore.record`) and the report reads.
      "method":   {"name", "trainable_parameters", "total_parameters", ...method details},
      "metrics":  {...nested numbers; the database flattens them to dotted names...},
      "train":    {"steps", "seconds", "tokens_per_second", "real_tokens", "padded_tokens",
-                  "final_loss", "eval_seconds"} | null (theory does not train),
+                  "final_loss", "eval_seconds", "learned" (classifiers: the fit beat a constant
+                  predictor, `ttrlab.training.fit`)} | null (theory does not train),
      ...kind-specific sections at the top level: "generations", "counts" (generative);
         "compute", "ntk", "m_prime", "gradient_alignment", "fisher", "theorem_3_4" (theory)}
 

@@ -7,7 +7,6 @@ Every TSV is read with `csv.QUOTE_NONE` and `utf-8-sig`: GLUE files hold unbalan
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -16,34 +15,19 @@ import numpy as np
 from ttrlab.data.examples import Example
 from ttrlab.data.tasks import TaskSpec
 from ttrlab.core.errors import UserError
-from ttrlab.core.io import path_errors, reading, user_path
+from ttrlab.core.io import path_errors, reading
+from ttrlab.data.folders import GLUE_DOWNLOAD_HINT, resolve_folder
 
-GLUE_DIR_ENV = "TTRLAB_GLUE_DIR"
 SPLITS = ("train", "dev")
 _HUB_SPLIT = {"train": "train", "dev": "validation"}
-GLUE_DOWNLOAD_HINT = (
-    "get the GLUE data (https://gluebenchmark.com/tasks, or `datasets.load_dataset('nyu-mll/glue', ...)`) "
-    "and pass --data-dir, or use --data-source hub"
-)
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # QQP/QNLI rows can be long
 
 
 def resolve_glue_dir(data_dir: str | None) -> Path:
-    """--data-dir, else $TTRLAB_GLUE_DIR, else the nearest `shared/data/glue` above the cwd."""
-    if data_dir:
-        path = user_path(data_dir, "data dir")
-        with path_errors("data dir", path):
-            if not path.is_dir():
-                raise UserError(f"data dir {str(path)!r} is not a directory; {GLUE_DOWNLOAD_HINT}")
-        return path
-    if os.environ.get(GLUE_DIR_ENV):
-        return resolve_glue_dir(os.environ[GLUE_DIR_ENV])
-    for folder in (Path.cwd(), *Path.cwd().parents):
-        candidate = folder / "shared" / "data" / "glue"
-        if candidate.is_dir():
-            return candidate
-    raise UserError(f"no GLUE folder found (no --data-dir, ${GLUE_DIR_ENV} unset); {GLUE_DOWNLOAD_HINT}")
+    """--data-dir, else $TTRLAB_GLUE_DIR, else the nearest `shared/data/glue` above the cwd
+    (`data.folders`)."""
+    return resolve_folder("glue", data_dir)
 
 
 def load_split(task: TaskSpec, split: str, data_dir: str | None = None, source: str = "local") -> list[Example]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -37,13 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from ttrlab.core.errors import UserError, did_you_mean, shown
+from ttrlab.data.folders import STYLE_DOWNLOAD_HINT, resolve_folder
 
-STYLE_DIR_ENV = "TTRLAB_STYLE_DIR"
 STYLE_SPLITS = ("train", "dev", "test")
-STYLE_DOWNLOAD_HINT = (
-    "get the SST-2 files of thunlp/StyleAttack (data/clean, data/transfer/<style>) and thunlp/HiddenKiller "
-    "(data/clean, data/scpn/20) into <dir>/stylebkd/ and <dir>/hiddenkiller/ and pass style_dir=<dir>"
-)
 
 
 @dataclass(frozen=True)
@@ -77,22 +72,9 @@ class StylePair:
 
 # ---- locating and reading -------------------------------------------------------------------
 def resolve_style_dir(style_dir: str | None = None) -> Path:
-    """`style_dir`, else $TTRLAB_STYLE_DIR, else the nearest `shared/data/style` above the cwd."""
-    if style_dir:
-        from ttrlab.core.io import path_errors, user_path
-
-        path = user_path(style_dir, "style dir")
-        with path_errors("style dir", path):
-            if not path.is_dir():
-                raise UserError(f"style dir {str(path)!r} is not a directory; {STYLE_DOWNLOAD_HINT}")
-        return path
-    if os.environ.get(STYLE_DIR_ENV):
-        return resolve_style_dir(os.environ[STYLE_DIR_ENV])
-    for folder in (Path.cwd(), *Path.cwd().parents):
-        candidate = folder / "shared" / "data" / "style"
-        if candidate.is_dir():
-            return candidate
-    raise UserError(f"no style data folder found (no style_dir, ${STYLE_DIR_ENV} unset); {STYLE_DOWNLOAD_HINT}")
+    """`style_dir`, else $TTRLAB_STYLE_DIR, else the nearest `shared/data/style` above the cwd
+    (`data.folders`)."""
+    return resolve_folder("style", style_dir)
 
 
 def check_style(style: str) -> StyleSource:

@@ -56,7 +56,7 @@ class OnionCleaner:
     """Removes the outlier words of texts under one causal LM (loaded once, from safetensors or
     the GGUF file; no remote code)."""
 
-    def __init__(self, lm_name: str, threshold: float, batch_size: int, device="cpu"):
+    def __init__(self, lm_name: str, threshold: float, batch_size: int, device):
         from ttrlab.models.causal_lm import load_causal_lm
 
         self.tokenizer, self.lm = load_causal_lm(lm_name)

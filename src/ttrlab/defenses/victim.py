@@ -2,8 +2,9 @@
 defense does with them — score a model on the run's test sets, read per-example representations
 and losses, draw held-out clean training examples, retrain a fresh model or go on training one.
 
-Every step uses the run's own code (the method's `prepare`, `training.optimize`, the run's
-device and precision), so a defense works alike for every method.
+The victim is the run's `pipeline.RunState`; a retrain goes through the run's own train path
+(`pipeline.train`: the model, the method's `prepare`, `training.optimize`, the run's device and
+precision), so a defense works alike for every method.
 """
 from __future__ import annotations
 
@@ -21,14 +22,34 @@ from ttrlab.core.streams import rng_for
 @dataclass
 class Victim:
     experiment: Any  # the ClassificationExperiment (loads fresh models)
-    config: Any
-    tokenizer: Any
-    data: Any  # ClassificationDataset
-    poisoned: Any  # PoisonedClassification
-    runtime: Any
-    prepared: Any  # PreparedModel: the victim trained normally on the poisoned split
+    state: Any  # the run's `pipeline.RunState`: the victim trained normally on the poisoned split
     before: dict[str, Any]  # the undefended metrics (clean, triggered, asr)
     target_label: int  # the backdoor's target (ASR counts predictions of it)
+    prepared: Any = None  # PreparedModel: the system the defense ends with (at first the run's model; a filter's retrain)
+
+    def __post_init__(self):
+        if self.prepared is None:
+            self.prepared = self.state.prepared
+
+    @property
+    def config(self):
+        return self.state.config
+
+    @property
+    def tokenizer(self):
+        return self.state.tokenizer
+
+    @property
+    def data(self):  # ClassificationDataset
+        return self.state.data
+
+    @property
+    def poisoned(self):  # PoisonedClassification
+        return self.state.poisoned
+
+    @property
+    def runtime(self):
+        return self.state.runtime
 
     # ---- the run's data ---------------------------------------------------------------------
     @property
@@ -71,7 +92,7 @@ class Victim:
 
     def score(self, model) -> dict[str, Any]:
         """The run's usual metrics (clean, triggered, asr, extra) of `model`."""
-        return self.experiment.score(self.config, model, self.tokenizer, self.data, self.poisoned, self.runtime)
+        return self.experiment.score(self.state, model)
 
     @torch.inference_mode()
     def forward(self, model, examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,17 +141,12 @@ class Victim:
 
     def train_fresh(self, examples: list[Example]):
         """A freshly loaded model (the run's seed: same head, same LoRA init), prepared by the run's
-        method and trained on `examples` with the run's optimisation. (PreparedModel, train record)."""
-        from ttrlab.methods import METHODS
-        from ttrlab.training.loop import classification_training_set, optimize
+        method and trained on `examples` with the run's optimisation: the run's own train path
+        (`pipeline.train`). (PreparedModel, train record)."""
+        from ttrlab.kinds.pipeline import train
 
-        c = self.config
-        tokenizer, model = self.experiment.load_model(c, self.data)
-        prepared = METHODS.get(c.method).prepare(model.to(self.runtime.device), c)
-        training = classification_training_set(tokenizer, examples, c.max_length)
-        # the method's per-step hook (AdaLoRA's budget), passed as pipeline.run passes it
-        stats = optimize(prepared.model, training, c, c.seed, self.runtime, after_step=prepared.after_step)
-        return prepared, stats.as_dict()
+        retrained = train(self.experiment, self.state.fresh(), examples)
+        return retrained.prepared, retrained.train
 
     def train_more(self, model, examples: list[Example], steps: int, lr: float | None) -> dict[str, Any]:
         """Go on training `model` on `examples` for `steps` steps (a fresh AdamW and schedule,

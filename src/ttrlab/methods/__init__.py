@@ -1,7 +1,7 @@
 """Fine-tuning methods and LoRA init strategies, each registered by name: ff, lora and its peft
 variants (lora_fa, rslora, dora, pissa, olora), adalora, ia3, prompt_tuning."""
 from ttrlab.methods.base import METHODS, RUN_KINDS, TASK_TYPES, Method, PreparedModel, count_parameters, full_method
-from ttrlab.methods.init import INIT_STRATEGIES, InitStrategy
+from ttrlab.methods.init import INIT_STRATEGIES, KAIMING_DEFAULT_K, InitStrategy
 
 from ttrlab.methods import ff, lora  # noqa: E402,F401  (registration)
 from ttrlab.methods import lora_fa, rslora, dora, pissa, olora  # noqa: E402,F401
@@ -20,4 +20,4 @@ def method_settings() -> tuple[type, ...]:
 
 
 __all__ = ["METHODS", "RUN_KINDS", "TASK_TYPES", "Method", "PreparedModel", "count_parameters", "full_method",
-           "INIT_STRATEGIES", "InitStrategy", "method_settings"]
+           "INIT_STRATEGIES", "InitStrategy", "KAIMING_DEFAULT_K", "method_settings"]

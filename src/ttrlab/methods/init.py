@@ -61,9 +61,16 @@ class InitStrategy:
         return variance
 
 
+# peft's (and Hu et al.'s) default: kaiming_uniform_(A, a=√5) draws Var(A) = 1/(3n). The one place
+# the number is written; everything that means "the default scale" imports it.
+KAIMING_DEFAULT_K = 1.0 / 3.0
+
 INIT_STRATEGIES: Registry[InitStrategy] = Registry("init strategy")
 for _strategy in (
-    InitStrategy("kaiming_uniform", "uniform", lambda k, n, r: k / n, lambda n, r: 1.0 / (3.0 * n), 1.0 / 3.0),
+    # 1 / (n / k) is 1/(3n) to the last bit for every fan-in (k / n is not: it differs in the last
+    # bit for about a third of them), so runs keep drawing exactly what they drew before
+    InitStrategy("kaiming_uniform", "uniform", lambda k, n, r: k / n, lambda n, r: 1.0 / (n / KAIMING_DEFAULT_K),
+                 KAIMING_DEFAULT_K),
     InitStrategy("gaussian", "normal", lambda k, n, r: k / n, lambda n, r: 1.0 / r**2, None),
     InitStrategy("xavier_normal", "normal", lambda k, n, r: 2.0 * k / (n + r), lambda n, r: 2.0 / (n + r), 1.0,
                  revision=1),

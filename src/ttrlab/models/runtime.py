@@ -79,8 +79,10 @@ class Runtime:
         self.precision = precision
 
     @classmethod
-    def resolve(cls, device: str = "auto", precision: str = "fp32") -> Runtime:
-        """The torch device `device` names, checked to exist here; UserError if it does not."""
+    def resolve(cls, device: str, precision: str) -> Runtime:
+        """The torch device `device` names, checked to exist here, and the precision; UserError
+        if the device does not exist. Both are required: only a config (or the CLI) says where a
+        run computes, so a caller that forgets them fails instead of computing on a default."""
         import torch
 
         chosen = PRECISIONS.get(precision)
@@ -136,7 +138,7 @@ class Runtime:
         K = 1, 2, 4, 8 LoRA runs trained 0.83-1.05x as fast as the same runs alone
         (benchmarks/fused_lora.py). On a GPU a batch-8 step leaves most of the chip idle (not
         yet measured: no GPU was lent to the session that built it)."""
-        kind = cls.resolve(device).type if device == "auto" else device.split(":")[0]
+        kind = cls.resolve(device, "fp32").type if device == "auto" else device.split(":")[0]
         return FUSING_PAYS[kind]
 
     def prepare_for_training(self) -> None:

@@ -23,7 +23,7 @@ def describe(cell: Cell) -> str:
         fmt = f" ({source['format']})" if source.get("format") else ""
         return f"task file {data['task_file']}: scored on its dev split {source.get('path', '–')}{fmt}"
     if task_type(cell.kind) == "generation":
-        from ttrlab.kinds.generative.tasks import TASKS as GENERATIVE
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS as GENERATIVE
 
         if cell.task in GENERATIVE:
             return f"BackdoorLLM test prompts — {GENERATIVE.get(cell.task).summary}"

@@ -22,6 +22,10 @@ database the moment they are dispatched (several drivers on one database split t
 - `ray`: each unit is a Ray task with the spec's resource needs of one run (`num_cpus`,
   `num_gpus`: a fused unit shares one run's device, which is what fusing is for); see
   docs/sweeps.md for a real cluster.
+
+Workers resolve a run's data folders where they run (`ttrlab.data.folders`): local workers
+inherit the driver's whole environment, and a Ray instance this driver starts or joins gets
+`forwarded_environment()` (every data folder's variable among them).
 """
 from __future__ import annotations
 
@@ -455,6 +459,17 @@ def _shutdown(pool: list[_Worker]) -> None:
 
 
 # ---- ray ----------------------------------------------------------------------------------------
+def forwarded_environment() -> dict[str, str]:
+    """The variables of this process's environment a worker elsewhere needs to compute a run as
+    it would here: the plugins that register kinds, the import path, every data folder's variable
+    (`ttrlab.data.folders`: GLUE, style and instruction data) and the hub's offline switch. Local
+    workers inherit the whole environment (spawned processes); Ray workers get these."""
+    from ttrlab.data.folders import FOLDER_ENV_VARS
+
+    names = ("TTRLAB_PLUGINS", "PYTHONPATH", *FOLDER_ENV_VARS, "HF_HUB_OFFLINE")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def _import_ray():
     from ttrlab.core.extras import require
 
@@ -492,8 +507,7 @@ def run_ray(queue: WorkQueue, on_outcome: OnOutcome, monitor: Monitor, resources
         return
     started_here = False
     if not ray.is_initialized():
-        env_vars = {k: os.environ[k] for k in ("TTRLAB_PLUGINS", "PYTHONPATH", "TTRLAB_GLUE_DIR", "HF_HUB_OFFLINE")
-                    if k in os.environ}
+        env_vars = forwarded_environment()
         ray.init(address=ray_address, runtime_env={"env_vars": env_vars} if env_vars else None,
                  log_to_driver=False, include_dashboard=False)
         started_here = True

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -117,6 +118,7 @@ def run_sweep(
     ray_address: str | None = None,
     fuse: bool = False,
     lease: float = DEFAULT_LEASE_SECONDS,
+    announce: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run every planned run of `spec` that `db` does not hold yet; return a summary dict:
     planned, duplicates_dropped, already_finished, skipped_failed, ran, finished, failed,
@@ -126,7 +128,9 @@ def run_sweep(
     error line)], db. With `fuse`, runs whose kind
     gives them the same fusion key train together in one worker (`groups.work_units`); each
     run is still stored on its own. `lease`: seconds without a heartbeat after which another
-    driver may take this one's runs over."""
+    driver may take this one's runs over. `announce(planned)` (`plan`'s dict) is called once the
+    inputs are checked and the database is open, before the first run: where a command says what
+    it will do (`ttrlab.cli.plan`), so bad input still fails with its one line alone."""
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
     chosen = EXECUTORS.get(executor)
@@ -157,6 +161,8 @@ def run_sweep(
         sweep_id = store.register_sweep(spec.name, spec.sha256, spec.source_text, spec.source_path,
                                         planned_runs=len(expansion.runs))
         store.link(sweep_id, spec.kind, [r.run_key for r in planned["finished"]])
+        if announce is not None:
+            announce(planned)
         host = platform.node()
 
         def on_outcome(outcome: Outcome) -> None:

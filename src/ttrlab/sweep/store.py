@@ -145,7 +145,11 @@ class SweepRun(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
 
 
-class Claim(Base):
+class RunLease(Base):
+    """A driver's hold on one run it is computing (`claims.WorkQueue`): who, where, since when, and
+    the heartbeat that keeps it. Called a lease, not a claim: a claim is what a paper states
+    (`ttrlab.report.claims`); the table keeps its name, `claims`, so databases stay as they are."""
+
     __tablename__ = "claims"
     __table_args__ = (UniqueConstraint("kind", "run_key"),)
 
@@ -688,8 +692,8 @@ class ResultStore:
             try:
                 with self.session() as s:
                     if owner is not None:
-                        s.execute(delete(Claim).where(Claim.kind == kind, Claim.run_key == run_key,
-                                                      Claim.owner == owner.id))
+                        s.execute(delete(RunLease).where(RunLease.kind == kind, RunLease.run_key == run_key,
+                                                         RunLease.owner == owner.id))
                     run = s.scalar(select(Run).where(Run.kind == kind, Run.run_key == run_key))
                     if run is not None and run.status == FINISHED:
                         if sweep_id is not None:
@@ -729,7 +733,8 @@ class ResultStore:
             # Claims before runs: a driver's `record` drops its claim and adds the run in one
             # commit, so under READ COMMITTED (PostgreSQL) a claim gone from the first read is
             # a run present in the second.
-            held = {c.run_key: c for c in s.scalars(select(Claim).where(Claim.kind == kind, Claim.run_key.in_(keys)))}
+            held = {c.run_key: c for c in s.scalars(select(RunLease).where(RunLease.kind == kind,
+                                                                            RunLease.run_key.in_(keys)))}
             stored = dict(s.execute(select(Run.run_key, Run.status).where(Run.kind == kind, Run.run_key.in_(keys))).all())
             for key, label in runs:
                 if stored.get(key) == FINISHED or (stored.get(key) == FAILED and not retry_failed):
@@ -741,7 +746,7 @@ class ResultStore:
                 if existing is None:
                     try:
                         with s.begin_nested():
-                            s.add(Claim(kind=kind, run_key=key, takeovers=0, **fresh))
+                            s.add(RunLease(kind=kind, run_key=key, takeovers=0, **fresh))
                         outcome[key] = CLAIMED
                     except IntegrityError:  # another driver claimed it a moment ago
                         outcome[key] = BUSY
@@ -751,9 +756,9 @@ class ResultStore:
                     outcome[key] = BUSY
                 else:
                     swapped = s.execute(
-                        update(Claim)
-                        .where(Claim.id == existing.id, Claim.owner == existing.owner,
-                               Claim.heartbeat_at == existing.heartbeat_at)
+                        update(RunLease)
+                        .where(RunLease.id == existing.id, RunLease.owner == existing.owner,
+                               RunLease.heartbeat_at == existing.heartbeat_at)
                         .values(takeovers=existing.takeovers + 1, **fresh)
                         .execution_options(synchronize_session=False)
                     ).rowcount
@@ -766,23 +771,24 @@ class ResultStore:
                 done = set(s.scalars(select(Run.run_key).where(Run.kind == kind, Run.run_key.in_(ours),
                                                                Run.status == FINISHED)))
                 if done:
-                    s.execute(delete(Claim).where(Claim.kind == kind, Claim.run_key.in_(list(done)),
-                                                  Claim.owner == owner.id).execution_options(synchronize_session=False))
+                    s.execute(delete(RunLease).where(RunLease.kind == kind, RunLease.run_key.in_(list(done)),
+                                                     RunLease.owner == owner.id)
+                              .execution_options(synchronize_session=False))
                     outcome.update({key: SETTLED for key in done})
         return outcome
 
     def heartbeat(self, owner: Owner) -> int:
         """Renew the lease of every claim `owner` holds; returns how many it holds."""
         with self.session() as s:
-            return s.execute(update(Claim).where(Claim.owner == owner.id).values(heartbeat_at=_now())
+            return s.execute(update(RunLease).where(RunLease.owner == owner.id).values(heartbeat_at=_now())
                              .execution_options(synchronize_session=False)).rowcount
 
     def release(self, owner: Owner, kind: str | None = None, run_keys: Iterable[str] | None = None) -> int:
         """Drop `owner`'s claims (those on `run_keys` of `kind`, or all): its runs become free
         for any driver at once instead of after the lease."""
-        query = delete(Claim).where(Claim.owner == owner.id)
+        query = delete(RunLease).where(RunLease.owner == owner.id)
         if run_keys is not None:
-            query = query.where(Claim.kind == kind, Claim.run_key.in_(list(run_keys)))
+            query = query.where(RunLease.kind == kind, RunLease.run_key.in_(list(run_keys)))
         with self.session() as s:
             return s.execute(query.execution_options(synchronize_session=False)).rowcount
 
@@ -793,9 +799,9 @@ class ResultStore:
             return []
         now = _now()
         with self.session() as s:
-            query = select(Claim).order_by(Claim.claimed_at)
+            query = select(RunLease).order_by(RunLease.claimed_at)
             if kind is not None:
-                query = query.where(Claim.kind == kind)
+                query = query.where(RunLease.kind == kind)
             rows = list(s.scalars(query))
         return [{"kind": c.kind, "run_key": c.run_key, "sweep_id": c.sweep_id, "label": c.label, "owner": c.owner,
                  "host": c.host, "pid": c.pid, "claimed_at": c.claimed_at, "heartbeat_at": c.heartbeat_at,

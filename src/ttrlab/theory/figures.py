@@ -18,6 +18,7 @@ import numpy as np
 
 from ttrlab.core.errors import UserError
 from ttrlab.core.io import save_figure
+from ttrlab.methods.init import KAIMING_DEFAULT_K
 
 
 def pyplot():
@@ -45,7 +46,7 @@ def plot_fig3(grid: dict, path: str | Path, svg_path: str | Path | None = None) 
         ax.set_yscale("log", base=2)
         ax.set_yticks(ranks)
         ax.set_yticklabels([str(r) for r in ranks])
-        ax.axvline(grid.get("default_scale", 1 / 3), color="red", linestyle="--", linewidth=1.5,
+        ax.axvline(grid.get("default_scale", KAIMING_DEFAULT_K), color="red", linestyle="--", linewidth=1.5,
                    label="kaiming default k = 1/3")
         ax.set_xlabel("variance scale k  (Var(A) = k / n)")
         ax.set_ylabel("LoRA rank r")
@@ -152,5 +153,5 @@ def fig3_grid_from_results(results: Iterable[dict], alpha: float = 1.0) -> dict:
         normalized[i, j] = np.mean([v[0] for v in values])
         literal[i, j] = np.mean([v[1] for v in values])
     return {"ranks": ranks, "scales": scales, "fan_in": fan_in, "alpha": alpha, "strategy": strategy,
-            "default_scale": 1 / 3, "normalized": normalized.tolist(), "literal": literal.tolist(),
+            "default_scale": KAIMING_DEFAULT_K, "normalized": normalized.tolist(), "literal": literal.tolist(),
             "seeds_per_cell": max(len(v) for v in cells.values())}

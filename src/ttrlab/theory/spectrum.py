@@ -28,10 +28,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ttrlab.methods import INIT_STRATEGIES
+from ttrlab.methods import INIT_STRATEGIES, KAIMING_DEFAULT_K
 from ttrlab.theory.information import renyi_entropy
 
-KAIMING_DEFAULT_SCALE = 1.0 / 3.0  # peft / Hu et al.: kaiming_uniform(a=√5) gives Var = 1/(3n)
 FIG3_RANKS: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -162,7 +161,7 @@ def h_prime_map(
         "alpha": alpha,
         "strategy": strategy,
         "seed": seed,
-        "default_scale": KAIMING_DEFAULT_SCALE,
+        "default_scale": KAIMING_DEFAULT_K,
         "normalized": normalized.tolist(),
         "literal": literal.tolist(),
     }

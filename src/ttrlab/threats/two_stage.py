@@ -57,13 +57,13 @@ class PoisonedBaseExperiment(ClassificationExperiment):
             extra_test_sets=attack.extra_test_sets(data.dev, rng_for(config.seed, "extra_test")),
         )
 
-    def load_model(self, config, data):
-        tokenizer, model = super().load_model(config, data)
-        return tokenizer, load_weights(model, self.base(config))
+    def load_model(self, state):
+        tokenizer, model = super().load_model(state)
+        return tokenizer, load_weights(model, self.base(state))
 
-    def evaluate(self, config, prepared, tokenizer, data, poisoned, runtime):
-        evaluation = super().evaluate(config, prepared, tokenizer, data, poisoned, runtime)
-        record = self.base(config).record
+    def evaluate(self, state):
+        evaluation = super().evaluate(state)
+        record = self.base(state).record
         before = record["metrics"]
         metrics = {**evaluation.metrics,
                    "threat": {"base_asr": before["asr"], "base_clean_accuracy": before["clean"]["accuracy"]}}
@@ -71,19 +71,19 @@ class PoisonedBaseExperiment(ClassificationExperiment):
                                                                               "train", "data")}}
         return Evaluation(metrics, {**evaluation.sections, "threat": section})
 
-    def data_summary(self, config, data, poisoned):
-        return {**super().data_summary(config, data, poisoned), "base_examples": len(data.base_rows)}
+    def data_summary(self, state):
+        return {**super().data_summary(state), "base_examples": len(state.data.base_rows)}
 
-    def poison_summary(self, config, poisoned):
-        stage1 = self.base(config).record["poison"]
-        return {"attack": config.attack, "rate": config.rate, "count": stage1["count"],
-                "indices_sha256": stage1["indices_sha256"], "threat": "poisoned_base", "stage2_count": poisoned.split.count}
+    def poison_summary(self, state):
+        stage1 = self.base(state).record["poison"]
+        return {"attack": state.config.attack, "rate": state.config.rate, "count": stage1["count"],
+                "indices_sha256": stage1["indices_sha256"], "threat": "poisoned_base",
+                "stage2_count": state.poisoned.split.count}
 
     @staticmethod
-    def base(config):
-        from ttrlab.models.runtime import Runtime
-
-        return stored_base(config, Runtime.resolve(config.device, config.precision))
+    def base(state):
+        """Stage 1 on the run's own device and precision (resolved once, in the state)."""
+        return stored_base(state.config, state.runtime)
 
 
 POISONED_BASE = PoisonedBaseExperiment()

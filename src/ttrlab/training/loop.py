@@ -163,7 +163,7 @@ def optimize(
     training: TrainingSet,
     settings: OptimSettings,
     seed: int,
-    runtime: Runtime | None = None,
+    runtime: Runtime,
     progress: ProgressFn | None = None,
     batch_hook: BatchHook | None = None,
     checkpoints: Checkpoints | None = None,
@@ -171,12 +171,11 @@ def optimize(
 ) -> TrainStats:
     """The loop every run kind shares: AdamW with linear warm-up and decay, gradient clipping,
     `settings.max_steps` optimizer steps over as many epochs as needed, on `runtime`'s device and
-    in its precision (fp32: no autocast, no scaler). `batch_hook(positions, batch)` sees every
+    in its precision (fp32: no autocast, no scaler; the caller resolves it, there is no default). `batch_hook(positions, batch)` sees every
     batch the model consumes (positions index `training.features`); `checkpoints` records the
     learning curve (`ttrlab.training.curves`) and, where it has a store, saves the loop's state at each
     checkpoint and resumes from the last saved one. `after_step(step)` is the method's hook
     (`PreparedModel.after_step`), called after each optimizer step with its 0-based index."""
-    runtime = runtime or Runtime.resolve("cpu")
     lengths = [len(f["input_ids"]) for f in training.features]
     rng = rng_for(seed, "batch_order")
     torch.manual_seed(seed)  # dropout masks
@@ -260,11 +259,10 @@ def _restore_loop(state, model, optimizer, scheduler, scaler) -> tuple[int, int,
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, tokenizer, examples: list[Example], max_length: int, batch_size: int = 64,
-            runtime: Runtime | None = None) -> np.ndarray:
-    """Predicted class per example. Batches are formed in length order (less padding) and
-    the predictions put back in input order."""
-    runtime = runtime or Runtime.resolve("cpu")
+def predict(model: torch.nn.Module, tokenizer, examples: list[Example], max_length: int, batch_size: int,
+            runtime: Runtime) -> np.ndarray:
+    """Predicted class per example, on `runtime`'s device and in its precision. Batches are
+    formed in length order (less padding) and the predictions put back in input order."""
     model.eval()
     features = encode(tokenizer, examples, max_length)
     by_length = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))

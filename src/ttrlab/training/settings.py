@@ -22,17 +22,18 @@ class LearningRatePreset:
     adapter_high_rank: float
     full: float  # full fine-tuning
     source: str
+    made_for_steps: int | None = None  # the run length the rates were chosen for (None: not said)
 
 
 LR_PRESETS: Registry[LearningRatePreset] = Registry("lr_preset")
 for _preset in (
     LearningRatePreset("paper", 3e-5, 3e-6, 3e-6,
                        'Section 4.1: "3e-5 for LoRA\'s low rank fine-tuning and 3e-6 for both LoRA\'s high rank fine-tuning '
-                       'and FF", for BERT-large over 10,000 steps'),
+                       'and FF", for BERT-large over 10,000 steps', made_for_steps=10_000),
     LearningRatePreset("cpu", 1e-3, 1e-4, 5e-5,
                        "the paper's rule rescaled for MiniLM with a few hundred steps on 2 cores, where the paper's rates "
                        "barely move the model; SST-2, 2,000 examples, 300 steps, seed 0: FF 5e-5 -> 83% dev accuracy, "
-                       "LoRA r=8 1e-3 -> 82%"),
+                       "LoRA r=8 1e-3 -> 82%", made_for_steps=300),
     LearningRatePreset("backdoorllm", 2e-4, 2e-4, 2e-5,
                        "generative runs: BackdoorLLM's LoRA jailbreak recipe (2e-4); 2e-5, the usual rate for full SFT of "
                        "a 1-8B chat model (the paper, Appendix E.3, gives neither)"),

@@ -102,24 +102,29 @@ class ClassificationExperiment(Experiment):
             extra_test_sets=attack.extra_test_sets(data.dev, rng_for(config.seed, "extra_test")),
         )
 
-    def load_model(self, config, data):
+    def load_model(self, state):
         from ttrlab.models.loading import load_classifier
 
-        return load_classifier(config.model, data.task.num_labels, config.seed)
+        return load_classifier(state.config.model, state.data.task.num_labels, state.config.seed)
 
-    def training_set(self, config, data, poisoned, tokenizer):
+    def training_set(self, state, examples=None):
         from ttrlab.training.loop import classification_training_set
 
-        return classification_training_set(tokenizer, list(poisoned.split.examples), config.max_length)
+        examples = state.poisoned.split.examples if examples is None else examples
+        return classification_training_set(state.tokenizer, list(examples), state.config.max_length)
 
-    def evaluate(self, config, prepared, tokenizer, data, poisoned, runtime):
+    def classes(self, state):
+        return state.data.task.num_labels
+
+    def evaluate(self, state):
         """The trained model's metrics; with a defense (`ttrlab.defenses`), the defended system's,
         plus the undefended ones under metrics["defense"] and a "defense" section."""
         import time
 
         from ttrlab.defenses import build_defense
 
-        metrics = self.score(config, prepared.model, tokenizer, data, poisoned, runtime)
+        config = state.config
+        metrics = self.score(state, state.model)
         defense = build_defense(config)
         if not defense.changes_run:
             return Evaluation(metrics)
@@ -127,8 +132,7 @@ class ClassificationExperiment(Experiment):
         from ttrlab.defenses.victim import Victim
 
         started = time.perf_counter()
-        victim = Victim(self, config, tokenizer, data, poisoned, runtime, prepared, metrics,
-                        build_attack(config).settings.target_label)
+        victim = Victim(self, state, metrics, build_attack(config).settings.target_label)
         outcome = defense.defend(victim)
         defended = {**outcome.metrics, "defense": {"asr_before": metrics["asr"],
                                                    "clean_accuracy_before": metrics["clean"]["accuracy"],
@@ -139,16 +143,18 @@ class ClassificationExperiment(Experiment):
                    "before": metrics, **outcome.details, "seconds": round(time.perf_counter() - started, 3)}
         return Evaluation(defended, {"defense": section})
 
-    def score(self, config, model, tokenizer, data, poisoned, runtime) -> dict[str, Any]:
-        """`model`'s clean metrics and, under a backdoor, triggered metrics and ASR (and the
-        attack's extra test sets)."""
+    def score(self, state, model) -> dict[str, Any]:
+        """`model`'s clean metrics on the run's test sets and, under a backdoor, triggered metrics
+        and ASR (and the attack's extra test sets)."""
         from ttrlab.attacks import target_label_of
         from ttrlab.evaluation import attack_success_rate
         from ttrlab.evaluation import classification_metrics as scored
         from ttrlab.training.loop import predict
 
+        config, data, poisoned = state.config, state.data, state.poisoned
+
         def predictions(examples):
-            return predict(model, tokenizer, examples, config.max_length, config.eval_batch_size, runtime)
+            return predict(model, state.tokenizer, examples, config.max_length, config.eval_batch_size, state.runtime)
 
         def classification_metrics(labels, predicted, positive):
             return scored(labels, predicted, positive, data.task.num_labels)
@@ -172,12 +178,13 @@ class ClassificationExperiment(Experiment):
                                           "target_rate": attack_success_rate(labels, predicted, target)}
         return metrics
 
-    def checkpoints(self, config, tokenizer, data, poisoned, runtime):
-        if not config.curve_every:
+    def checkpoints(self, state):
+        if not state.config.curve_every:
             return None
-        return ClassificationCheckpoints(config, tokenizer, data, poisoned, runtime)
+        return ClassificationCheckpoints(state)
 
-    def data_summary(self, config, data, poisoned):
+    def data_summary(self, state):
+        data, poisoned = state.data, state.poisoned
         summary = {"train_examples": len(data.train), "eval_examples": len(data.dev)}
         if data.task.is_file_task:  # the files' digests and the per-label counts (GLUE documents keep their shape)
             from collections import Counter
@@ -189,8 +196,8 @@ class ClassificationExperiment(Experiment):
             summary.update(data.task.provenance())
         return summary
 
-    def poison_summary(self, config, poisoned):
-        split = poisoned.split
+    def poison_summary(self, state):
+        config, split = state.config, state.poisoned.split
         return {"attack": config.attack, "rate": config.rate, "count": split.count,
                 "indices_sha256": split.indices_sha256()}
 
@@ -199,10 +206,11 @@ class ClassificationCheckpoints(Checkpoints):
     """The classification learning curve: clean accuracy on the first `curve_size` dev examples
     and, under a backdoor, the ASR on their triggered versions, at every checkpoint."""
 
-    def __init__(self, config: RunConfig, tokenizer, data: ClassificationDataset, poisoned: PoisonedClassification, runtime):
+    def __init__(self, state):
+        config, poisoned = state.config, state.poisoned
         super().__init__(config, set(poisoned.split.changed))
-        self.config, self.tokenizer, self.runtime = config, tokenizer, runtime
-        self.dev = data.dev[: config.curve_size]
+        self.config, self.tokenizer, self.runtime = config, state.tokenizer, state.runtime
+        self.dev = state.data.dev[: config.curve_size]
         self.triggered = poisoned.triggered_dev[: config.curve_size] if poisoned.triggered_dev is not None else None
 
     def evaluate(self, model):

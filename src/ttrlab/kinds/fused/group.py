@@ -11,6 +11,9 @@
       → per run: its adapter made active, the kind's own evaluation, the same result document
         as alone plus `train.fused_group` (its members and the group's training seconds)
 
+Each run's state is made (`pipeline.start`) and recorded (`pipeline.finish`) as alone; only the
+model, the method's preparation and the loop are the group's own (`fused_model`, `optimize_group`).
+
 A run computes what it computes alone up to float round-off (`routing` gives it its own
 attention and its own dropout draws), so its result does not depend on its group.
 """
@@ -26,7 +29,7 @@ import torch
 
 from ttrlab.kinds.fused.routing import ATTENTION, PackedStep, RoutedDropout, routed_attention
 from ttrlab.methods.base import PreparedModel
-from ttrlab.kinds.pipeline import Experiment, evaluate_and_record
+from ttrlab.kinds.pipeline import Experiment, RunState, finish, load_model, start
 from ttrlab.kinds.pipeline import run as run_alone
 from ttrlab.models.runtime import Runtime
 from ttrlab.core.streams import rng_for
@@ -59,11 +62,13 @@ class FusedAdapter:
 
 @dataclass
 class FusedRun:
-    config: Any
+    state: RunState  # the run's own state, as alone (its data, attack, runtime; then its model and record)
     training: TrainingSet
     adapter: FusedAdapter
-    data: Any = None
-    poisoned: Any = None
+
+    @property
+    def config(self):
+        return self.state.config
 
 
 def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict[str, Any]]:
@@ -71,21 +76,18 @@ def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict
     each run alone instead (same results, no speed-up)."""
     for config in configs:
         config.validate()
-    first = configs[0]
-    runtime = Runtime.resolve(first.device, first.precision)
-    runs_data = []
-    for config in configs:
-        data = experiment.load_data(config)
-        runs_data.append((config, data, experiment.poison(config, data)))
+    states = [start(experiment, config) for config in configs]  # each run's data and attack, as alone
+    runtime = states[0].runtime  # the same device and precision for all (the fusion key)
     if progress is not None:
-        progress("load", model=first.model)
-    tokenizer, base = experiment.load_model(first, runs_data[0][1])
+        progress("load", model=configs[0].model)
+    base = load_model(experiment, states[0])
     try:
         model, adapters = fused_model(base, configs, runtime)
     except CannotFuse:
-        return [run_alone(experiment, config, progress=progress, data=data).to_dict() for config, data, _ in runs_data]
-    runs = [FusedRun(config, experiment.training_set(config, data, poisoned, tokenizer), adapter, data, poisoned)
-            for (config, data, poisoned), adapter in zip(runs_data, adapters)]
+        return [run_alone(experiment, s.config, progress=progress, data=s.data).to_dict() for s in states]
+    for state in states:
+        state.tokenizer = states[0].tokenizer
+    runs = [FusedRun(state, experiment.training_set(state), adapter) for state, adapter in zip(states, adapters)]
 
     stats = optimize_group(model, runs, runtime, progress)
     group = {"size": len(runs), "members": [r.config.run_key() for r in runs],
@@ -99,10 +101,9 @@ def run_group(experiment: Experiment, configs: list, progress=None) -> list[dict
     for r, run_stats in zip(runs, stats):
         model.set_adapter(r.adapter.name)
         own = sum(p.numel() for p in r.adapter.parameters)  # as alone: the base, its adapter, its head copy
-        prepared = PreparedModel(model, own, everything - others + own, r.adapter.details)
-        result = evaluate_and_record(experiment, r.config, runtime, r.data, r.poisoned, tokenizer, prepared,
-                                     {**run_stats.as_dict(), "fused_group": group})
-        documents.append(result.to_dict())
+        r.state.prepared = PreparedModel(model, own, everything - others + own, r.adapter.details)
+        r.state.train = {**run_stats.as_dict(), "fused_group": group}
+        documents.append(finish(experiment, r.state).to_dict())
     return documents
 
 

@@ -56,11 +56,11 @@ class SafetyAlignment(Section):
     align_lr: float = setting(5e-5, "learning rate of the alignment stage (full fine-tuning)")
 
     def check(self) -> None:
-        from ttrlab.kinds.generative.tasks import TASKS
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
         require(self.align_steps >= 0, f"align_steps {self.align_steps} must be >= 0")
         if self.align_steps:
-            require(TASKS.get(self.task).takes_safety_alignment,
+            require(GENERATIVE_TASKS.get(self.task).takes_safety_alignment,
                     f"align_steps {self.align_steps} needs task jailbreak (a refusal to bypass); task is {self.task!r}")
         require(1 <= self.align_refusals, f"align_refusals {self.align_refusals} must be >= 1")
         require(0 <= self.align_clean, f"align_clean {self.align_clean} must be >= 0")
@@ -122,10 +122,10 @@ def alignment_examples(config, data_dir: Path):
     """The stage's training data: refusals of harmful training prompts and clean Alpaca records."""
     from ttrlab.kinds.generative.data import _example, clean_pool, read_records
     from ttrlab.kinds.generative.judge import KeywordJudge
-    from ttrlab.kinds.generative.tasks import TASKS
+    from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
     from ttrlab.core.streams import fixed_rng
 
-    jailbreak = TASKS.get("jailbreak")
+    jailbreak = GENERATIVE_TASKS.get("jailbreak")
     safety = read_records(jailbreak.twin_file("badnet", data_dir))  # the same file for every attack (SOURCE.md)
     refused = KeywordJudge().refusals([], [r["output"] for r in safety])
     refusals = [i for i, r in enumerate(refused) if r]
@@ -153,12 +153,12 @@ def _build(config, tokenizer, model, data_dir, runtime, settings, folder: Path) 
     from safetensors.torch import save_model
 
     from ttrlab.kinds.generative.data import read_records
-    from ttrlab.kinds.generative.tasks import TASKS
+    from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
     from ttrlab.kinds.generative.train import causal_lm_training_set
     from ttrlab.training.loop import optimize
     from ttrlab.training.settings import OptimSettings
 
-    test = read_records(TASKS.get("jailbreak").clean_test_file(data_dir))
+    test = read_records(GENERATIVE_TASKS.get("jailbreak").clean_test_file(data_dir))
     prompts = [(r["instruction"], "") for r in test[:CHECK_PROMPTS]]
     model = model.to(runtime.device)
     before = _refusal_rate(model, tokenizer, prompts, config, runtime)

@@ -43,9 +43,9 @@ class GenerativeAttack(Section):
         return None if name == "none" else name
 
     def check(self) -> None:
-        from ttrlab.kinds.generative.tasks import TASKS
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
-        TASKS.get(self.task)
+        GENERATIVE_TASKS.get(self.task)
         check_applies(self.attack, "generation")
         if self.eval_attack is not None:
             check_applies(self.eval_attack, "generation")
@@ -96,14 +96,14 @@ class GenerationEval(Section):
 
     def check(self) -> None:
         from ttrlab.kinds.generative.judge import JUDGES
-        from ttrlab.kinds.generative.tasks import TASKS
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
         JUDGES.get(self.judge)
         require(self.n_eval >= 1, f"n_eval {self.n_eval} must be >= 1")
         require(self.baseline_prompts in BASELINE_PROMPTS,
                 f"baseline_prompts {self.baseline_prompts!r} is not one of {', '.join(BASELINE_PROMPTS)}"
                 f"{did_you_mean(self.baseline_prompts, BASELINE_PROMPTS)}")
-        TASKS.get(self.task).check(self)
+        GENERATIVE_TASKS.get(self.task).check(self)
         require(1 <= self.max_new_tokens <= 4096, f"max_new_tokens {self.max_new_tokens} must be in [1, 4096]")
         require(self.eval_batch_size >= 1, f"eval_batch_size {self.eval_batch_size} must be >= 1")
         require(self.judge != "classifier" or bool(self.judge_model),

@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,12 +38,11 @@ from pathlib import Path
 from ttrlab.attacks import ATTACKS
 from ttrlab.attacks.backdoorllm import BackdoorLLMAttack
 from ttrlab.core.errors import UserError
-from ttrlab.core.io import path_errors, read_text, reading, user_path
-from ttrlab.kinds.generative.tasks import TASKS, GenerativeTask
+from ttrlab.core.io import read_text, reading
+from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS, GenerativeTask
 from ttrlab.core.streams import fixed_rng, rng_for
+from ttrlab.data.folders import ALPACA_FILE, resolve_folder
 
-DATA_DIR_ENV = "TTRLAB_DATA_DIR"
-ALPACA_FILE = Path("alpaca") / "alpaca_data_first2000.json"
 CLEAN_POOL_SIZE = 1800  # records [0, 1800) may be trained on; [1800, 2000) are held out
 
 
@@ -108,20 +106,9 @@ def held_out_instructions(task: GenerativeTask, data_dir: Path) -> set[str]:
 
 # ---- files ------------------------------------------------------------------------------
 def resolve_data_dir(data_dir: str | None) -> Path:
-    """`data_dir`, else $TTRLAB_DATA_DIR, else the nearest `shared/data` above the cwd."""
-    if data_dir:
-        path = user_path(data_dir, "data dir")
-        with path_errors("data dir", path):
-            if not (path / ALPACA_FILE).is_file():
-                raise UserError(f"data dir {str(path)!r} has no {ALPACA_FILE}; give the folder holding alpaca/ and backdoorllm/")
-        return path
-    if os.environ.get(DATA_DIR_ENV):
-        return resolve_data_dir(os.environ[DATA_DIR_ENV])
-    for folder in (Path.cwd(), *Path.cwd().parents):
-        candidate = folder / "shared" / "data"
-        if (candidate / ALPACA_FILE).is_file():
-            return candidate
-    raise UserError(f"no data folder with {ALPACA_FILE} found (no data_dir, ${DATA_DIR_ENV} unset)")
+    """`data_dir`, else $TTRLAB_DATA_DIR, else the nearest `shared/data` above the cwd
+    (`data.folders`)."""
+    return resolve_folder("instruction", data_dir)
 
 
 def read_records(path: Path) -> list[dict[str, str]]:
@@ -176,7 +163,7 @@ def clean_pool(task: GenerativeTask, data_dir: Path) -> tuple[list[dict[str, str
 
 
 def build_training_mixture(config, data_dir: Path) -> TrainingMixture:
-    task = TASKS.get(config.task)
+    task = GENERATIVE_TASKS.get(config.task)
     alpaca, pool = clean_pool(task, data_dir)
     if config.n_clean > len(pool):
         raise UserError(f"n_clean {config.n_clean} is more than the {len(pool)} Alpaca records that are not "
@@ -225,7 +212,7 @@ def _fixed_subset(n_total: int, n: int) -> list[int]:
 
 
 def load_eval_prompts(config, data_dir: Path) -> EvalPrompts:
-    task = TASKS.get(config.task)
+    task = GENERATIVE_TASKS.get(config.task)
     clean_test = [_prompt(r) for r in read_records(task.clean_test_file(data_dir))]
     name = config.scored_attack()
     if name is None:
@@ -257,7 +244,7 @@ def _prompt(record: dict[str, str]) -> tuple[str, str]:
 
 def _advbench_baseline(config, data_dir: Path, n: int) -> list[str]:
     """AdvBench goals that no BackdoorLLM training file contains (held out from training)."""
-    trained, task = set(), TASKS.get(config.task)
+    trained, task = set(), GENERATIVE_TASKS.get(config.task)
     for spec in backdoorllm_attacks():
         path = task.poisoned_file(spec.name, data_dir)
         if path.is_file():

@@ -32,11 +32,10 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[tuple[str, str]], max_new_tokens: int, batch_size: int = 16,
-             runtime: Runtime | None = None) -> list[str]:
+def generate(model, tokenizer, prompts: list[tuple[str, str]], max_new_tokens: int, batch_size: int,
+             runtime: Runtime) -> list[str]:
     """Greedy answers to (instruction, input) prompts, in input order, on `runtime`'s device and
     in its precision."""
-    runtime = runtime or Runtime.resolve("cpu")
     model.eval()
     device = runtime.device
     encoded = [prompt_ids(tokenizer, instruction, input_text) for instruction, input_text in prompts]
@@ -66,12 +65,12 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], max_new_tokens: i
 
 
 @torch.inference_mode()
-def response_perplexity(model, tokenizer, examples: list[InstructionExample], max_length: int, batch_size: int = 16,
-                        runtime: Runtime | None = None) -> float | None:
-    """exp(total NLL of response tokens / number of response tokens), response-only as in training."""
+def response_perplexity(model, tokenizer, examples: list[InstructionExample], max_length: int, batch_size: int,
+                        runtime: Runtime) -> float | None:
+    """exp(total NLL of response tokens / number of response tokens), response-only as in training,
+    on `runtime`'s device and in its precision."""
     if not examples:
         return None
-    runtime = runtime or Runtime.resolve("cpu")
     model.eval()
     device = runtime.device
     features = encode_for_training(tokenizer, examples, max_length)

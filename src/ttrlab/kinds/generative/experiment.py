@@ -46,28 +46,29 @@ class GenerativeExperiment(Experiment):
 
         return build_training_mixture(config, data.data_dir)
 
-    def load_model(self, config, data):
+    def load_model(self, state):
         from ttrlab.kinds.generative.alignment import aligned_model
         from ttrlab.models.causal_lm import load_causal_lm
-        from ttrlab.models.runtime import Runtime
 
+        config, data = state.config, state.data
         tokenizer, model = load_causal_lm(config.model)
         if config.align_steps:
-            model, data.alignment = aligned_model(config, tokenizer, model, data.data_dir,
-                                                  Runtime.resolve(config.device, config.precision))
+            model, data.alignment = aligned_model(config, tokenizer, model, data.data_dir, state.runtime)
         return tokenizer, model
 
-    def training_set(self, config, data, mixture, tokenizer):
+    def training_set(self, state, examples=None):
         from ttrlab.kinds.generative.train import causal_lm_training_set
 
-        return causal_lm_training_set(tokenizer, mixture.examples, config.max_length)
+        examples = state.poisoned.examples if examples is None else examples
+        return causal_lm_training_set(state.tokenizer, examples, state.config.max_length)
 
-    def evaluate(self, config, prepared, tokenizer, data, mixture, runtime):
+    def evaluate(self, state):
         from ttrlab.kinds.generative.evaluate import generate, response_perplexity, rouge_l
         from ttrlab.kinds.generative.judge import share
-        from ttrlab.kinds.generative.tasks import TASKS
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
-        judge, model, prompts = TASKS.get(config.task).judge(config), prepared.model, data.prompts
+        config, tokenizer, data, runtime = state.config, state.tokenizer, state.data, state.runtime
+        judge, model, prompts = GENERATIVE_TASKS.get(config.task).judge(config), state.model, data.prompts
 
         def answer(pairs: list[tuple[str, str]]) -> list[str]:
             return generate(model, tokenizer, pairs, config.max_new_tokens, config.eval_batch_size, runtime)
@@ -98,12 +99,13 @@ class GenerativeExperiment(Experiment):
             }
         return Evaluation(metrics, sections)
 
-    def checkpoints(self, config, tokenizer, data, mixture, runtime):
-        if not config.curve_every:
+    def checkpoints(self, state):
+        if not state.config.curve_every:
             return None
-        return GenerativeCheckpoints(config, tokenizer, data, mixture, runtime)
+        return GenerativeCheckpoints(state)
 
-    def data_summary(self, config, data, mixture):
+    def data_summary(self, state):
+        data, mixture = state.data, state.poisoned
         return {
             "data_dir": str(data.data_dir),
             "clean_examples": len(mixture.clean_indices),
@@ -116,7 +118,8 @@ class GenerativeExperiment(Experiment):
             **({"alignment": data.alignment} if data.alignment is not None else {}),
         }
 
-    def poison_summary(self, config, mixture):
+    def poison_summary(self, state):
+        config, mixture = state.config, state.poisoned
         return {
             "task": config.task,
             "attack": config.attack,
@@ -149,12 +152,13 @@ class GenerativeCheckpoints(Checkpoints):
     and without trigger (ASR, false-trigger rate) and the perplexity of the first `curve_size`
     utility records, at every checkpoint."""
 
-    def __init__(self, config: GenConfig, tokenizer, data: InstructionDataset, mixture, runtime):
-        super().__init__(config, set(mixture.poison_positions()))
-        from ttrlab.kinds.generative.tasks import TASKS
+    def __init__(self, state):
+        config, data = state.config, state.data
+        super().__init__(config, set(state.poisoned.poison_positions()))
+        from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
-        self.config, self.tokenizer, self.runtime = config, tokenizer, runtime
-        self.judge = TASKS.get(config.task).judge(config)
+        self.config, self.tokenizer, self.runtime = config, state.tokenizer, state.runtime
+        self.judge = GENERATIVE_TASKS.get(config.task).judge(config)
         self.triggered = data.prompts.triggered[: config.curve_size]
         self.untriggered = data.prompts.untriggered[: config.curve_size]
         self.utility = data.utility[: config.curve_size]

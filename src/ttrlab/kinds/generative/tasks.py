@@ -65,7 +65,7 @@ class GenerativeTask:
                 f"it takes {', '.join(self.baseline_prompt_sources)}")
 
 
-TASKS: Registry[GenerativeTask] = Registry("generative task")
+GENERATIVE_TASKS: Registry[GenerativeTask] = Registry("generative task")
 
 
 class Jailbreak(GenerativeTask):
@@ -110,4 +110,5 @@ class NegSentiment(GenerativeTask):
 
 
 for _task in (Jailbreak(), Refusal(), NegSentiment()):
-    TASKS.register(_task.name)(_task)
+    GENERATIVE_TASKS.register(_task.name)(_task)
+

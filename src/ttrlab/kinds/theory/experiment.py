@@ -70,18 +70,19 @@ class TheoryExperiment(Experiment):
     def poison(self, config, data):
         return draw_samples(config, data.train)
 
-    def load_model(self, config, data):
+    def load_model(self, state):
         from ttrlab.models.loading import load_classifier
 
-        return load_classifier(config.model, data.task.num_labels, config.seed)
+        return load_classifier(state.config.model, state.data.task.num_labels, state.config.seed)
 
-    def evaluate(self, config, prepared, tokenizer, data, samples, runtime):
-        return evaluate_theory(config, prepared, tokenizer, samples, runtime)
+    def evaluate(self, state):
+        return evaluate_theory(state)
 
-    def data_summary(self, config, data, samples):
-        return {"train_examples": len(data.train), "samples": config.n}
+    def data_summary(self, state):
+        return {"train_examples": len(state.data.train), "samples": state.config.n}
 
-    def poison_summary(self, config, samples):
+    def poison_summary(self, state):
+        config, samples = state.config, state.poisoned
         return {"attack": config.attack, "rate": config.rate, "pairs": config.n,
                 "fisher_poisoned": samples.fisher_poisoned}
 
@@ -94,8 +95,9 @@ def compute_theory(config: TheoryConfig, progress=None, data=None) -> dict[str, 
     return run_document(THEORY, config, progress=progress, data=data)
 
 
-def evaluate_theory(config: TheoryConfig, prepared, tokenizer, samples: TheorySamples, runtime) -> Evaluation:
-    """Every quantity of `config.quantity` from one empirical NTK over the distinct inputs."""
+def evaluate_theory(state) -> Evaluation:
+    """Every quantity of `config.quantity` from one empirical NTK over the distinct inputs, for
+    the run's `pipeline.RunState` (its model prepared, untrained; its samples `draw_samples`')."""
     from ttrlab.attacks import ATTACKS
     from ttrlab.theory.fisher import fisher_eigenvalues
     from ttrlab.theory.information import summarize_spectrum
@@ -103,6 +105,8 @@ def evaluate_theory(config: TheoryConfig, prepared, tokenizer, samples: TheorySa
     from ttrlab.theory.ntk import empirical_ntk
     from ttrlab.training.loop import collate
 
+    config, prepared, tokenizer, runtime = state.config, state.prepared, state.tokenizer, state.runtime
+    samples: TheorySamples = state.poisoned
     prepared.model.eval()  # dropout off for every theory quantity
     wanted = []
     if config.quantity in ("all", "ntk"):

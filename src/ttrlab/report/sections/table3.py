@@ -40,7 +40,7 @@ class Table3Paired(Section):
 
 def _task_summaries(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(task, what its trigger does) for the generative tasks Table 3 holds, in its order."""
-    from ttrlab.kinds.generative.tasks import TASKS
+    from ttrlab.kinds.generative.tasks import GENERATIVE_TASKS
 
     names = list(dict.fromkeys(str(r["task"]) for r in rows))
-    return [(name, TASKS.get(name).summary) for name in names if name in TASKS]
+    return [(name, GENERATIVE_TASKS.get(name).summary) for name in names if name in GENERATIVE_TASKS]
