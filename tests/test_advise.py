@@ -206,12 +206,11 @@ def test_a_stored_calibration_probe_is_what_the_code_computes():
         assert PREDICTORS.get(name).read(again) == pytest.approx(PREDICTORS.get(name).read(record), rel=1e-5), name
 
 
-def test_calibrate_command_recovers_a_planted_relation_from_a_database(tmp_path):
-    """End to end: a results database of 8 LoRA configurations × 2 seeds (BPA 1%, each seed with its
-    clean twin) whose ASR lift grows with the rank, stored probes whose grad_alignment grows with
-    it too and whose poison_loss is noise; `ttrlab advise --calibrate` finds the one and not the other."""
+def _planted_database(tmp_path):
+    """A results database of 8 LoRA configurations × 2 seeds (BPA 1%, each seed with its clean
+    twin) whose ASR lift grows with the rank, and stored probes whose grad_alignment grows with it
+    too and whose poison_loss is noise."""
     from ttrlab.advise.probe import PROBE_VERSION, ProbeSettings, probe_key
-    from ttrlab.cli import main
     from ttrlab.kinds.classification.config import RunConfig
     from ttrlab.sweep.store import ResultStore
 
@@ -239,6 +238,14 @@ def test_calibrate_command_recovers_a_planted_relation_from_a_database(tmp_path)
                                    "poison_loss": rng.normal(), "poison_loss_drop": rng.normal()},
                       "seconds": 5.0, "theory_seconds": 2.0, "step_seconds": 1.0}
             out.write(json.dumps(record) + "\n")
+    return db, probes
+
+
+def test_calibrate_command_recovers_a_planted_relation_from_a_database(tmp_path):
+    """End to end: `ttrlab advise --calibrate` finds the planted predictor and not the noise."""
+    from ttrlab.cli import main
+
+    db, probes = _planted_database(tmp_path)
     table = tmp_path / "table.json"
     assert main(["advise", "--calibrate", "--db", str(db), "--probes", str(probes), "--cached-only",
                  "--target", "asr_lift", "--json", str(table)]) == 0
@@ -264,3 +271,25 @@ def test_the_published_calibration_table_is_what_the_stored_probes_give(tmp_path
     published = (REPO / "docs" / "advise" / "calibration_paper_cpu.md").read_text(encoding="utf-8")
     table = [line for line in published.splitlines() if line.startswith("|")]
     assert table and all(line in printed.splitlines() for line in table)
+
+
+def test_the_report_shows_the_advisor_only_when_given_stored_probes(tmp_path, capsys):
+    """`ttrlab report --probes FILE`: the Advisor section holds the held-out table `advise
+    --calibrate` prints (the same rows), computes no probe; without --probes there is no section and
+    no advisor.md; a --probes that is not a file is one line, exit 2, and no report folder."""
+    from ttrlab.cli import main
+
+    db, probes = _planted_database(tmp_path)
+    assert main(["advise", "--calibrate", "--db", str(db), "--probes", str(probes), "--cached-only"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| grad_alignment")]
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "with"), "--probes", str(probes)]) == 0
+    page = (tmp_path / "with" / "index.html").read_text(encoding="utf-8")
+    assert 'id="advisor"' in page and "grad_alignment" in page
+    assert printed and printed[0] in (tmp_path / "with" / "advisor.md").read_text(encoding="utf-8")
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "without")]) == 0
+    assert 'id="advisor"' not in (tmp_path / "without" / "index.html").read_text(encoding="utf-8")
+    assert not (tmp_path / "without" / "advisor.md").exists()
+    capsys.readouterr()
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "bad"), "--probes", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--probes" in err and "is not a file" in err and "\n" not in err and not (tmp_path / "bad").exists()

@@ -10,8 +10,6 @@ import math
 from ttrlab.cli import command_parser
 from ttrlab.core.errors import UserError
 
-COMBINED = ("theory", "baselines", "all")  # models of several predictors, besides each predictor alone
-
 
 def register(subparsers) -> None:
     p = command_parser(subparsers, "advise", description=(
@@ -52,6 +50,8 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     from ttrlab.advise.predictors import PREDICTORS
 
+    from ttrlab.advise.held_out import COMBINED
+
     if args.by is not None and args.by not in COMBINED and args.by not in PREDICTORS:
         raise UserError(f"--by {args.by!r} is not a predictor or model; allowed: {', '.join([*COMBINED, *PREDICTORS.names()])}")
     if args.folds is not None and args.folds < 2:
@@ -69,126 +69,26 @@ def main(args: argparse.Namespace) -> int:
 
 
 # ---- calibration -----------------------------------------------------------------------------
-def model_names(name: str) -> list[str]:
-    from ttrlab.advise.predictors import BASELINE, PREDICTORS, THEORY
-
-    sources = {"theory": (THEORY,), "baselines": (BASELINE,), "all": (THEORY, BASELINE)}
-    if name in sources:
-        return [n for n in PREDICTORS.registered() if PREDICTORS.get(n).source in sources[name]]
-    return [name]
-
-
-def calibration_rows(args, target_name: str):
-    """(configurations, their probe records) of one target on --db."""
-    from ttrlab.advise.cache import ProbeCache, probe_all
+def calibrate(args) -> int:
+    from ttrlab.advise.cache import ProbeCache
+    from ttrlab.advise.held_out import held_out_table, markdown
     from ttrlab.advise.probe import ProbeSettings
-    from ttrlab.advise.targets import TARGETS, configurations
     from ttrlab.sweep.store import ResultStore
 
     with ResultStore(args.db, create=False) as store:
         runs = store.runs(kind="train")
-    found = configurations(runs, TARGETS.get(target_name))
-    cache = ProbeCache(args.probes)
     settings = ProbeSettings(args.probe_size, args.probe_steps, args.seed)
-    if getattr(args, "cached_only", False):
-        from ttrlab.advise.probe import probe_key
-
-        held = [c for c in found if cache.get(probe_key(c.config, settings)) is not None]
-        if len(held) < len(found):
-            print(f"{target_name}: {len(found) - len(held)} of {len(found)} configurations left out (no stored probe)")
-        found = held
-    skipped: list = []
-    records = probe_all([c.config for c in found], settings, cache, progress=_progress, skipped=skipped)
-    for values, reason in skipped:
-        print(f"{target_name}: left out {values['method']} {values['attack']} {values['rate']:g}: {reason}")
-    kept = [i for i, r in enumerate(records) if r is not None]
-    return [found[i] for i in kept], [records[i] for i in kept]
-
-
-def calibrate(args) -> int:
-    from ttrlab.advise.calibrate import evaluate, feature_matrix, spearman_interval
-    from ttrlab.advise.predictors import PREDICTORS
-    from ttrlab.advise.targets import PRIMARY, TARGETS
-
-    import numpy as np
-
-    targets = [args.target] if args.target else [t for t in TARGETS.registered()]
-    for t in targets:
-        TARGETS.get(t)  # an unknown name: one line, with the allowed ones
-    document = {"db": args.db, "cached_only": args.cached_only, "probe": {"n": args.probe_size, "steps": args.probe_steps, "seed": args.seed},
-                "folds": args.folds or "leave one configuration out", "targets": {}}
-    for target_name in targets:
-        found, records = calibration_rows(args, target_name)
-        harm = np.array([c.harm for c in found])
-        groups = [c.key for c in found]
-        probe_seconds = sum(r["seconds"] for r in records)
-        theory_seconds = sum(r["theory_seconds"] for r in records)  # model load, samples and the theory's NTK
-        stored = sum(c.seconds for c in found)
-        one_seed = sum(c.mean_seconds for c in found)
-        extrapolated = sum(_training_estimate(r, args) for r in records)
-        sets = _candidate_sets(found)
-        rows = {}
-        for name in [*COMBINED, *PREDICTORS.registered()]:
-            result = evaluate(records, harm, groups, model_names(name))
-            within = {}
-            x = feature_matrix(records, model_names(name))
-            for label, members in sets.items():
-                if np.nanmax(np.ptp(x[members], axis=0)) == 0:
-                    # constant within the set (the rate): it ranks nothing there; what its held-out
-                    # score would vary by is the fold's fit, not the candidate
-                    within[label] = {"rho": None, "n": len(members), "constant": True}
-                    continue
-                within[label] = spearman_interval(result["predicted"][members], harm[members])
-            rows[name] = {k: v for k, v in result.items() if k != "predicted"} | {"within": within}
-        document["targets"][target_name] = {
-            "family": TARGETS.get(target_name).family, "primary": PRIMARY.get(TARGETS.get(target_name).family) == target_name,
-            "configurations": len(found), "runs": sum(len(c.run_keys) for c in found),
-            "candidate_sets": {label: len(m) for label, m in sets.items()},
-            "cost": {"probe_seconds": probe_seconds, "probe_theory_seconds": theory_seconds,
-                     "probe_baseline_steps_seconds": probe_seconds - theory_seconds, "stored_training_seconds_all_seeds": stored,
-                     "stored_training_seconds_one_seed": one_seed, "extrapolated_training_seconds_one_seed": extrapolated},
-            "models": rows,
-        }
-        _print_table(target_name, document["targets"][target_name])
+    document = held_out_table(runs, ProbeCache(args.probes), settings, targets=[args.target] if args.target else None,
+                              folds=args.folds, cached_only=args.cached_only, steps=args.max_steps,
+                              batch_size=args.batch_size, progress=_progress)
+    for line in document["notes"]:
+        print(line)
+    for name, table in document["targets"].items():
+        print(markdown(name, table))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=2, default=float)
+            json.dump({"db": args.db, **document}, out, indent=2, default=float)
     return 0
-
-
-def _candidate_sets(found) -> dict[str, list[int]]:
-    """Configurations sharing task, attack and rate (what a user ranks among), 5 or more of them."""
-    sets: dict[str, list[int]] = {}
-    for i, c in enumerate(found):
-        sets.setdefault(f"{c.config['task']} {c.config['attack']} {c.config['rate']:g}", []).append(i)
-    return {label: m for label, m in sets.items() if len(m) >= 5}
-
-
-def _cell(summary: dict) -> str:
-    if summary.get("constant"):
-        return "n/a (constant here)"
-    if summary.get("rho") is None:
-        return f"n/a (n={summary.get('n', 0)})"
-    return f"{summary['rho']:+.2f} [{summary['low']:+.2f}, {summary['high']:+.2f}]"
-
-
-def _print_table(name: str, table: dict) -> None:
-    sets = list(table["candidate_sets"])
-    print(f"\n## {name} ({table['family']}): {table['configurations']} configurations, {table['runs']} runs")
-    print("held-out Spearman rho [95% bootstrap over configurations]; pooled = all configurations, "
-          "then within each candidate set (same task, attack, rate)")
-    print("| predictor | pooled | " + " | ".join(f"within {s} (n={table['candidate_sets'][s]})" for s in sets) + " |")
-    print("|---|---|" + "---|" * len(sets))
-    for model, row in table["models"].items():
-        print(f"| {model} | {_cell(row)} | " + " | ".join(_cell(row["within"][s]) for s in sets) + " |")
-    cost = table["cost"]
-    ratio = cost["stored_training_seconds_one_seed"] / cost["probe_seconds"] if cost["probe_seconds"] else math.nan
-    steps = cost["probe_baseline_steps_seconds"]
-    print(f"cost: probes {cost['probe_seconds']:.0f} s for all configurations (load + theory "
-          f"{cost['probe_theory_seconds']:.0f} s, the baselines' k steps {steps:.0f} s); training them once (stored seconds, "
-          f"mean over seeds) {cost['stored_training_seconds_one_seed']:.0f} s ({ratio:.1f}x), all stored seeds "
-          f"{cost['stored_training_seconds_all_seeds']:.0f} s; training extrapolated from the probe's own step time "
-          f"{cost['extrapolated_training_seconds_one_seed']:.0f} s")
 
 
 # ---- advising --------------------------------------------------------------------------------
@@ -196,6 +96,8 @@ def advise(args) -> int:
     from ttrlab.advise import candidates
     from ttrlab.advise.cache import ProbeCache, probe_all
     from ttrlab.advise.calibrate import Ridge, feature_matrix
+    from ttrlab.advise.held_out import model_names, probed_configurations, training_estimate
+    from ttrlab.sweep.store import ResultStore
     from ttrlab.advise.probe import ProbeSettings
     from ttrlab.advise.targets import PRIMARY, family_of
 
@@ -217,7 +119,13 @@ def advise(args) -> int:
     stored: dict[tuple, list[float]] = {}  # (task, method) -> stored seconds per training run, from --db
     if args.db:
         args.target = args.target or PRIMARY[family_of(configs[0]["attack"])]
-        found, calibration = calibration_rows(args, args.target)
+        with ResultStore(args.db, create=False) as store:
+            runs = store.runs(kind="train")
+        notes: list[str] = []
+        found, calibration = probed_configurations(runs, args.target, ProbeCache(args.probes), settings,
+                                                   progress=_progress, notes=notes)
+        for line in notes:
+            print(line)
         for c in found:
             stored.setdefault((c.config["task"], c.config["method"]), []).append(c.mean_seconds)
         cx = feature_matrix(calibration, names)
@@ -233,7 +141,8 @@ def advise(args) -> int:
         seconds = stored.get((config["task"], config["method"]))
         if seconds:
             return float(np.mean(seconds)), "stored"
-        return _training_estimate(record, args, config), "extrapolated"
+        return training_estimate(record, config.get("max_steps", args.max_steps),
+                                 config.get("batch_size", args.batch_size)), "extrapolated"
 
     probe_seconds = sum(r["seconds"] for r in records)
     estimates = [estimate(r, c) for r, c in zip(records, configs)]
@@ -253,14 +162,6 @@ def advise(args) -> int:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"by": by, "ranking": ranking, "probe_seconds": probe_seconds, "training_seconds": training}, out, indent=2)
     return 0
-
-
-def _training_estimate(record: dict, args, config: dict | None = None) -> float:
-    """Seconds to train one seed: the probe's full-batch step time per example × the examples a run
-    trains on (steps × batch size). Same machine, same load as the probe; evaluation left out."""
-    steps = (config or {}).get("max_steps", args.max_steps)
-    batch = (config or {}).get("batch_size", args.batch_size)
-    return record["step_seconds"] / record["probe"]["n"] * steps * batch
 
 
 def _label(config: dict) -> str:

@@ -14,13 +14,16 @@ def register(subparsers) -> None:
                              "table (OUT/paper_comparison.md)")
     report.add_argument("--claims", default=None, metavar="FILE",
                         help="a claims file to decide (default: the paper's, report/claims/paper_claims.yaml)")
+    report.add_argument("--probes", default=None, metavar="FILE",
+                        help="the advisor's stored probes (ttrlab advise --probes): adds the Advisor section, the "
+                             "held-out rho of every predictor on this database's configurations (computes no probe)")
     report.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from ttrlab.report import build_report
 
-    index = build_report(args.db, args.out, claims=args.claims, compare_paper=args.compare_paper)
+    index = build_report(args.db, args.out, claims=args.claims, probes=args.probes, compare_paper=args.compare_paper)
     if args.compare_paper:
         print((index.parent / "paper_comparison.md").read_text(encoding="utf-8"))
     print(index)

@@ -28,15 +28,17 @@ INDEX = "index.html"
 
 
 def build_report(db: str | os.PathLike, out_dir: str | os.PathLike, claims: str | os.PathLike | None = None,
-                 compare_paper: bool = False) -> Path:
+                 compare_paper: bool = False, probes: str | os.PathLike | None = None) -> Path:
     """Write the report of database `db` into `out_dir`; return the path of index.html.
     `claims`: a claims file to decide (default: the paper's, `report/claims/paper_claims.yaml`);
     the claims section is on the page when the runs can test one of them, or when `claims` is
-    given or `compare_paper` asks for it (then also paper_comparison.md/.csv)."""
+    given or `compare_paper` asks for it (then also paper_comparison.md/.csv). `probes`: the
+    advisor's stored probes (`ttrlab advise --probes`), for the Advisor section (held-out ρ of the
+    predictors on this database's configurations; nothing is probed here)."""
     from ttrlab.report.sections import SECTIONS
 
     check_output_folder(out_dir, "report folder")
-    data = ReportData.read(db, claims, compare_paper)
+    data = ReportData.read(db, claims, compare_paper, probes)
     folder = ReportFolder(own_folder(out_dir, "report folder"))
     shown = []
     for name in SECTIONS.registered():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from ttrlab.core.errors import note
+from ttrlab.core.errors import UserError, note
 from ttrlab.report import claims as declared_claims
 from ttrlab.report.aggregate import Cell, ComparisonRow, build_cells, is_stale, method_vs_full, trains
 from ttrlab.report.claims.declared import ClaimsFile
@@ -27,11 +27,15 @@ class ReportData:
     database: str  # as the user named it (secrets hidden): `store.as_given`
     declared: ClaimsFile  # the claims to decide
     claims_asked: bool = False  # the user asked for the verdicts (--compare-paper, or a claims file)
+    probes: str | None = None  # the advisor's stored probes (`ttrlab report --probes`): the Advisor section
 
     @classmethod
     def read(cls, db: str | os.PathLike, claims: str | os.PathLike | None = None,
-             compare_paper: bool = False) -> ReportData:
+             compare_paper: bool = False, probes: str | os.PathLike | None = None) -> ReportData:
         """Read the database (never writing to it); notes go to stderr as the store gives them."""
+        if probes is not None and not os.path.isfile(probes):
+            raise UserError(f"--probes {str(probes)!r} is not a file; allowed: a JSON-lines file of "
+                            "`ttrlab advise --probes`")
         declared = declared_claims.load_claims(claims)
         with ResultStore(db, create=False) as store:
             runs, failed, sweeps = store.runs(status=FINISHED), store.runs(status=FAILED), store.sweeps()
@@ -40,7 +44,8 @@ class ReportData:
             for row in store.skipped:
                 note(f"left out of the report: stored run {row['id']} ({row['kind']} {row['run_key']}): {row['problem']}")
             return cls(runs, failed, list(store.skipped), sweeps, as_given(db), declared,
-                       claims_asked=compare_paper or claims is not None)
+                       claims_asked=compare_paper or claims is not None,
+                       probes=None if probes is None else str(probes))
 
     @cached_property
     def cells(self) -> list[Cell]:

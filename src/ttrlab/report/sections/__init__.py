@@ -40,5 +40,5 @@ def section(cls: type[Section]) -> type[Section]:
 
 # registration, in page order
 from ttrlab.report.sections import summary, claims, defenses, methods, figures, varied  # noqa: E402,F401
-from ttrlab.report.sections import theory, table2, table_e1, table3, dose_response, curves  # noqa: E402,F401
+from ttrlab.report.sections import theory, table2, table_e1, table3, dose_response, advisor, curves  # noqa: E402,F401
 from ttrlab.report.sections import comparisons, aggregates, failures, sweeps, versions  # noqa: E402,F401
