@@ -19,6 +19,12 @@ from ttrlab.advise.targets import TARGETS, configurations
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _cpu():
+    from ttrlab.models.runtime import Runtime
+
+    return Runtime.resolve("cpu", "fp32")
+
+
 # ---- synthetic calibration data ---------------------------------------------------------------
 def synthetic_records(rng, n, signal):
     """Probe records whose grad_alignment (log-scaled) carries `signal` × the harm; every other
@@ -145,9 +151,9 @@ def test_probe_is_deterministic_given_seed(glue_dir):
     values = {"task": "sst2", "model": "minilm", "method": "lora", "rank": 2, "attack": "bpa", "rate": 0.25,
               "lr_preset": "cpu", "train_size": 40, "max_length": 32, "data_dir": str(glue_dir)}
     data = DataCache()
-    first = probe(values, ProbeSettings(n=4, steps=1, seed=0), data)
-    again = probe(values, ProbeSettings(n=4, steps=1, seed=0), data)
-    other = probe(values, ProbeSettings(n=4, steps=1, seed=1), data)
+    first = probe(values, ProbeSettings(n=4, steps=1, seed=0), data, runtime=_cpu())
+    again = probe(values, ProbeSettings(n=4, steps=1, seed=0), data, runtime=_cpu())
+    other = probe(values, ProbeSettings(n=4, steps=1, seed=1), data, runtime=_cpu())
     for name in PREDICTORS.registered():
         assert PREDICTORS.get(name).read(first) == PREDICTORS.get(name).read(again), name
     assert first["key"] == again["key"] != other["key"]
@@ -199,7 +205,7 @@ def test_a_stored_calibration_probe_is_what_the_code_computes():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the stored probes were computed
     try:
-        again = probe(chosen.config, settings)
+        again = probe(chosen.config, settings, runtime=_cpu())
     finally:
         torch.set_num_threads(threads)
     for name in PREDICTORS.registered():

@@ -40,11 +40,13 @@ class ProbeCache:
 
 
 def probe_all(configs: list[dict[str, Any]], settings, cache: ProbeCache, progress=None,
-              skipped: list[tuple[dict, str]] | None = None) -> list[dict[str, Any] | None]:
+              skipped: list[tuple[dict, str]] | None = None, runtime=None) -> list[dict[str, Any] | None]:
     """The probe record of every config (flat keys), from the cache where it holds one. With a
     `skipped` list, a config the probe cannot compute (e.g. a clean-label backdoor: the probe's
     poisoned twins need the attack at rate 1) is None and goes there with the reason; without
-    one, its error goes up (a candidate named by the user)."""
+    one, its error goes up (a candidate named by the user). `runtime`: where a probe the cache does
+    not hold is computed; without one, such a probe is an error (a caller that only reads stored
+    probes, such as the report, never computes one)."""
     from ttrlab.advise.probe import DataCache, probe, probe_key
 
     data = DataCache()
@@ -53,8 +55,11 @@ def probe_all(configs: list[dict[str, Any]], settings, cache: ProbeCache, progre
         key = probe_key(values, settings)
         record = cache.get(key)
         if record is None:
+            if runtime is None:
+                raise UserError(f"no stored probe for {values.get('method')} {values.get('attack')} and no device to "
+                                "compute it on")
             try:
-                record = probe(values, settings, data)
+                record = probe(values, settings, data, runtime=runtime)
             except UserError as error:
                 if skipped is None:
                     raise

@@ -33,7 +33,7 @@ def model_names(name: str) -> list[str]:
 
 
 def probed_configurations(runs: Iterable, target_name: str, probes: ProbeCache, settings, *, cached_only: bool = False,
-                          progress: Callable | None = None, notes: list[str] | None = None
+                          progress: Callable | None = None, notes: list[str] | None = None, runtime=None
                           ) -> tuple[list[Configuration], list[dict[str, Any]]]:
     """(configurations, their probe records) of one target on `runs`; what is left out goes to `notes`."""
     from ttrlab.advise.probe import probe_key
@@ -46,7 +46,8 @@ def probed_configurations(runs: Iterable, target_name: str, probes: ProbeCache, 
             notes.append(f"{target_name}: {len(found) - len(held)} of {len(found)} configurations left out (no stored probe)")
         found = held
     skipped: list = []
-    records = probe_all([c.config for c in found], settings, probes, progress=progress, skipped=skipped)
+    records = probe_all([c.config for c in found], settings, probes, progress=progress, skipped=skipped,
+                        runtime=runtime)
     for values, reason in skipped:
         notes.append(f"{target_name}: left out {values['method']} {values['attack']} {values['rate']:g}: {reason}")
     kept = [i for i, r in enumerate(records) if r is not None]
@@ -69,7 +70,7 @@ def candidate_sets(found: list[Configuration]) -> dict[str, list[int]]:
 
 def held_out_table(runs: list, probes: ProbeCache, settings, *, targets: list[str] | None = None,
                    folds: int | None = None, cached_only: bool = False, steps: int = 200, batch_size: int = 8,
-                   progress: Callable | None = None) -> dict[str, Any]:
+                   progress: Callable | None = None, runtime=None) -> dict[str, Any]:
     """Per target: its configurations, held-out ρ of every model and predictor (pooled and within
     each candidate set), and the cost of the probes against training the configurations."""
     notes: list[str] = []
@@ -79,7 +80,7 @@ def held_out_table(runs: list, probes: ProbeCache, settings, *, targets: list[st
     for target_name in targets or TARGETS.registered():
         TARGETS.get(target_name)  # an unknown name: one line, with the allowed ones
         found, records = probed_configurations(runs, target_name, probes, settings, cached_only=cached_only,
-                                               progress=progress, notes=notes)
+                                               progress=progress, notes=notes, runtime=runtime)
         if not found:
             continue
         harm = np.array([c.harm for c in found])

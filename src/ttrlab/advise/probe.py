@@ -66,15 +66,15 @@ class DataCache:
         return self._data[key]
 
 
-def probe(values: dict[str, Any], settings: ProbeSettings = ProbeSettings(), data: DataCache | None = None) -> dict[str, Any]:
+def probe(values: dict[str, Any], settings: ProbeSettings, data: DataCache | None = None, *, runtime) -> dict[str, Any]:
     """The probe record of one configuration (flat config keys, as a spec point or a stored run
-    holds them): theory metrics, baseline values, seconds."""
+    holds them): theory metrics, baseline values, seconds. `runtime`: where it computes (the
+    caller's choice, `models.runtime.Runtime`; the predictors are fp32 quantities)."""
     import torch
 
     from ttrlab.kinds.pipeline import RunState, load_model
     from ttrlab.kinds.theory.experiment import THEORY, draw_samples, evaluate_theory
     from ttrlab.methods import METHODS
-    from ttrlab.models.runtime import Runtime
     from ttrlab.training.loop import collate
 
     settings.check()
@@ -82,7 +82,7 @@ def probe(values: dict[str, Any], settings: ProbeSettings = ProbeSettings(), dat
     data = (data or DataCache()).get(config)
     started = time.perf_counter()
     samples = draw_samples(config, data.train)
-    state = RunState(config, Runtime.resolve("cpu", "fp32"), data, samples)
+    state = RunState(config, runtime, data, samples)
     model = load_model(THEORY, state)  # checked against the config; the tokenizer goes into state
     tokenizer = state.tokenizer
     state.prepared = prepared = METHODS.get(config.method).prepare(model, config)

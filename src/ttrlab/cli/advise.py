@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--cached-only", action="store_true", help="--calibrate on the configurations whose probes "
                                                                "--probes holds (computes none; says how many it left out)")
     p.add_argument("--folds", type=int, default=None, help="K folds of whole configurations (default: leave one out)")
+    p.add_argument("--device", default="cpu", help="where probes compute: cpu (default), cuda, cuda:N, mps")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the probes (default 1, as a sweep worker "
                                                            "with cpus: 1: on a shared CPU, threads wait on each other)")
     p.add_argument("--json", default=None, help="also write the table or ranking here as JSON")
@@ -80,7 +81,7 @@ def calibrate(args) -> int:
     settings = ProbeSettings(args.probe_size, args.probe_steps, args.seed)
     document = held_out_table(runs, ProbeCache(args.probes), settings, targets=[args.target] if args.target else None,
                               folds=args.folds, cached_only=args.cached_only, steps=args.max_steps,
-                              batch_size=args.batch_size, progress=_progress)
+                              batch_size=args.batch_size, progress=_progress, runtime=_runtime(args))
     for line in document["notes"]:
         print(line)
     for name, table in document["targets"].items():
@@ -112,7 +113,7 @@ def advise(args) -> int:
         configs = candidates.from_grid(base, args.method, args.rank, args.init_scale)
     settings = ProbeSettings(args.probe_size, args.probe_steps, args.seed)
     settings.check()
-    records = probe_all(configs, settings, ProbeCache(args.probes), progress=_progress)
+    records = probe_all(configs, settings, ProbeCache(args.probes), progress=_progress, runtime=_runtime(args))
     by = args.by or ("theory" if args.db else "grad_alignment")
     names = model_names(by)
     x = feature_matrix(records, names)
@@ -123,7 +124,7 @@ def advise(args) -> int:
             runs = store.runs(kind="train")
         notes: list[str] = []
         found, calibration = probed_configurations(runs, args.target, ProbeCache(args.probes), settings,
-                                                   progress=_progress, notes=notes)
+                                                   progress=_progress, notes=notes, runtime=_runtime(args))
         for line in notes:
             print(line)
         for c in found:
@@ -162,6 +163,13 @@ def advise(args) -> int:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"by": by, "ranking": ranking, "probe_seconds": probe_seconds, "training_seconds": training}, out, indent=2)
     return 0
+
+
+def _runtime(args):
+    """Where probes compute: --device, in fp32 (the theory's quantities are fp32 arithmetic)."""
+    from ttrlab.models.runtime import Runtime
+
+    return Runtime.resolve(args.device, "fp32")
 
 
 def _label(config: dict) -> str:

@@ -106,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
     from ttrlab.cli.plan import local_workers, plan_line
 
     def announce(planned):  # what this job will do and for how long, before its first run
-        print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers)), flush=True)
+        print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers)), file=sys.stderr,
+              flush=True)
 
     started = time.perf_counter()
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,

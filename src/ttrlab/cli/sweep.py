@@ -88,9 +88,11 @@ def _sweep(args: argparse.Namespace) -> int:
     from ttrlab.cli.plan import local_workers, plan_line
     from ttrlab.sweep.store import DEFAULT_LEASE_SECONDS
 
-    def announce(planned):  # what this job will do and for how long, before its first run can take minutes
+    # what this job will do and for how long, before its first run can take minutes; on stderr with
+    # the other messages, so stdout stays one line per finished run and the summary (a pipe reads it)
+    def announce(planned):
         print(plan_line(spec, planned, args.db, local_workers(spec, args.executor, args.workers), args.retry_failed),
-              flush=True)
+              file=sys.stderr, flush=True)
 
     summary = run_sweep(spec, args.db, executor=args.executor, workers=args.workers, progress=not args.quiet,
                         retry_failed=args.retry_failed, ray_address=args.ray_address, fuse=fuse,
