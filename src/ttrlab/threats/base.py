@@ -10,8 +10,8 @@ settings it reads (`uses`), which runs it refuses and why (`check_run`, one line
 runs may train in a fused group, and which pipeline experiment trains it (`experiment()`). The
 rest of ttrlab looks it up by name (`threat` in a spec, `--threat` on `ttrlab train`).
 
-`ThreatSettings` is the config section: the default threat adds nothing to a run's identity, so
-every run stored before threats existed keeps its key (pinned in tests/test_threats.py).
+`ThreatSettings` is the config section: the default threat adds nothing to a run's identity, so a
+run under it has the key of the same run without threat settings (pinned in tests/test_threats.py).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class ThreatSettings(Section):
         THREATS.get(self.threat).resolve(self, values)
 
     def identity(self, values: dict[str, Any]) -> None:
-        # the default threat is the run as it was before threats existed: none of these keys
+        # the default threat is the paper's run, identified without any of these keys
         threat = THREATS.get(self.threat)
         for name in ThreatSettings.field_names():
             if threat.name == DEFAULT_THREAT or (name != "threat" and name not in threat.uses):
