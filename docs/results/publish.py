@@ -19,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 
 from ttrlab.core.io import write_text_atomic
@@ -50,8 +51,12 @@ def published(cells, official_cells) -> dict[str, str]:
 
 
 def cells_of(database: Path):
-    with ResultStore(database, create=False) as store:
-        return build_cells(store.runs(status=FINISHED))
+    """The cells of a database, read from a copy (opening a store may switch it to WAL)."""
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / database.name
+        shutil.copyfile(database, copy)
+        with ResultStore(copy, create=False) as store:
+            return build_cells(store.runs(status=FINISHED))
 
 
 def fold_wal(database: Path) -> None:
@@ -88,7 +93,6 @@ def main(source: str, official_source: str | None = None) -> None:
         fold_wal(staged)
         staged.replace(OFFICIAL)
     official_cells = cells_of(OFFICIAL)
-    fold_wal(OFFICIAL)
     readme = HERE / "README.md"
     parts = published(cells, official_cells)
     write_text_atomic(readme, splice(readme.read_text(encoding="utf-8"), parts))
