@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from ttrlab.cli import command_parser
+from ttrlab.cli.options import finite_float
 from ttrlab.core.errors import UserError
 
 
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--task", default="sst2")
     p.add_argument("--model", default="minilm")
     p.add_argument("--attack", default="bpa")
-    p.add_argument("--rate", type=_finite, default=0.01)
+    p.add_argument("--rate", type=finite_float, default=0.01)
     p.add_argument("--method", type=_names, default=["ff", "lora"], help="comma list (default: ff,lora)")
     p.add_argument("--rank", type=_ints, default=[8], help="comma list of LoRA ranks (default: 8)")
     p.add_argument("--init-scale", type=_scales, default=[None], help="comma list; 'default' is the init's own")
@@ -186,16 +186,6 @@ def _progress(done: int, total: int, record: dict) -> None:
 
 
 # ---- argument types --------------------------------------------------------------------------
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-    return value
-
-
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -210,5 +200,5 @@ def _names(text: str) -> list[str]:
 def _scales(text: str) -> list[float | None]:
     values = []
     for x in (x.strip() for x in text.split(",") if x.strip()):
-        values.append(None if x == "default" else _finite(x))
+        values.append(None if x == "default" else finite_float(x))
     return values

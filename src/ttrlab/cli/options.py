@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from typing import Any
 
@@ -13,6 +14,17 @@ from ttrlab.core.errors import UserError, shown
 from ttrlab.core.settings import help_of
 
 _TYPES = {"int": int, "float": float, "str": str}
+
+
+def finite_float(text: str) -> float:
+    """A float flag: nan and inf are not numbers any option here means."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
 
 
 def boolean(text: str) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ttrlab.core.errors import UserError
 from ttrlab.cli import command_parser
+from ttrlab.cli.options import finite_float
 from ttrlab.methods.init import KAIMING_DEFAULT_K
 
 
@@ -47,15 +48,6 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def _finite(text: str) -> float:
-    """A float flag: nan and inf are not numbers any option here means."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-    return value
 
 
 MAX_FAN_IN = 65_536  # n of A in R^{r x n}: BERT-large has 1024, LLaMA-3-70B 8192
@@ -96,7 +88,7 @@ def register(subparsers) -> None:
     spectrum.add_argument("--rank", type=_ints, default=[4, 8, 64, 256], help="comma list of ranks")
     spectrum.add_argument("--init-scale", type=_floats, default=None,
                           help="comma list of variance scales k (Var = k/n); default: 1/3 and 0.99")
-    spectrum.add_argument("--alpha", type=_finite, default=16.0, help="LoRA alpha (scaling s = alpha/r)")
+    spectrum.add_argument("--alpha", type=finite_float, default=16.0, help="LoRA alpha (scaling s = alpha/r)")
     spectrum.add_argument("--seed", type=int, default=0)
     spectrum.add_argument("--out", default=None, help="JSON output")
     spectrum.add_argument("--figure-dir", default=None, help="write one AᵀA-vs-MP histogram per (rank, scale) here")
@@ -104,11 +96,11 @@ def register(subparsers) -> None:
 
     fig3 = commands.add_parser("fig3", help="Figure 3: H'_alpha of A^T A over rank x variance scale")
     fig3.add_argument("--rank", type=_ints, default=[4, 8, 16, 32, 64, 128, 256, 512], help="comma list of ranks")
-    fig3.add_argument("--scale-min", type=_finite, default=0.001)
-    fig3.add_argument("--scale-max", type=_finite, default=2.0)
+    fig3.add_argument("--scale-min", type=finite_float, default=0.001)
+    fig3.add_argument("--scale-max", type=finite_float, default=2.0)
     fig3.add_argument("--scales", type=int, default=41, help="number of log-spaced scales")
     fig3.add_argument("--fan-in", type=int, default=1024, help="n of A (default 1024: BERT-large, the paper's model)")
-    fig3.add_argument("--renyi-alpha", type=_finite, default=1.0, help="alpha of H' (1 = Shannon, as the paper's figure)")
+    fig3.add_argument("--renyi-alpha", type=finite_float, default=1.0, help="alpha of H' (1 = Shannon, as the paper's figure)")
     fig3.add_argument("--init", default="kaiming_uniform")
     fig3.add_argument("--seed", type=int, default=0)
     fig3.add_argument("--out", default="results/theory/fig3.json", help="JSON output")

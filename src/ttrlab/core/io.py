@@ -44,6 +44,22 @@ MIN_FREE_BYTES = 1 << 20  # what a result document needs at most, short of learn
 
 
 # ---- paths a user names -----------------------------------------------------------------------
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on building `folder` (a stored stage: one process builds it, another
+    that needs it waits, then finds it built). The lock file sits beside the folder, so the folder
+    itself appears only whole (moved in by its builder)."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def user_path(value: str | os.PathLike, what: str) -> Path:
     """`value` as a Path (`~` expanded), or a one-line UserError for a string no filesystem
     can hold: a NUL byte, a name longer than NAME_MAX bytes, a path longer than PATH_MAX."""

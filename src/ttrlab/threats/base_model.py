@@ -14,8 +14,6 @@ precision to the stage-1 run key: a base trained in bf16 on a GPU is not the fp3
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ttrlab.core.errors import UserError
+from ttrlab.core.io import build_lock
 from ttrlab.threats.base import DEFAULT_THREAT
 
 CACHE_ENV = "TTRLAB_CACHE_DIR"  # the same store root as the generative aligned start
@@ -67,7 +66,7 @@ def stored_base(config, runtime) -> StoredBase:
     stage = stage_one_config(config)
     key = store_key(stage, runtime)
     folder = cache_dir() / "poisoned_base" / key
-    with _build_lock(folder):  # two workers that need the same base: one builds, the other waits and reads
+    with build_lock(folder):  # two workers that need the same base: one builds, the other waits and reads
         if not (folder / RECORD).is_file():
             build(stage, folder)
     try:
@@ -111,12 +110,3 @@ def build(stage, folder: Path) -> None:
     staging.rename(folder)  # atomic: a reader sees the whole stored base or none
 
 
-@contextlib.contextmanager
-def _build_lock(folder: Path):
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

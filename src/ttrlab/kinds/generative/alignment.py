@@ -23,9 +23,7 @@ trigger (`CHECK_PROMPTS`: all 99; greedy, `CHECK_NEW_TOKENS`): what there is to 
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
 import hashlib
 import json
 import os
@@ -35,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from ttrlab.core.errors import UserError
+from ttrlab.core.io import build_lock
 from ttrlab.core.settings import Section, require, setting
 
 CACHE_ENV = "TTRLAB_CACHE_DIR"
@@ -93,7 +91,7 @@ def aligned_model(config, tokenizer, model: torch.nn.Module, data_dir: Path, run
     settings = stage_settings(config, runtime)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir() / "aligned" / key
-    with _build_lock(folder):  # two workers that need the same stage: one builds, the other waits and loads
+    with build_lock(folder):  # two workers that need the same stage: one builds, the other waits and loads
         if not (folder / "alignment.json").is_file():
             _build(config, tokenizer, copy.deepcopy(model), data_dir, runtime, settings, folder)
     try:
@@ -105,17 +103,6 @@ def aligned_model(config, tokenizer, model: torch.nn.Module, data_dir: Path, run
     if missing or unexpected:
         raise UserError(f"the stored aligned model in {str(folder)!r} does not fit model {config.model!r}; delete the folder to rebuild it")
     return model, {**record, "key": key}
-
-
-@contextlib.contextmanager
-def _build_lock(folder: Path):
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def alignment_examples(config, data_dir: Path):
